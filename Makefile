@@ -1,0 +1,61 @@
+# Two commands matter on a fresh machine:
+#   make up    set up .venv, log in to a state backend, select or create the stack, run `pulumi up`
+#   make test  set up .venv with the dev tools, then lint, type-check and run the tests
+# STACK picks the stack (dev by default); PULUMI_BACKEND_URL picks another backend.
+
+STACK ?= dev
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Local file state unless the user chose a backend: no Pulumi Cloud account needed.
+PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+export PULUMI_BACKEND_URL
+
+.PHONY: stack up preview destroy test lint typecheck unit bench plan clean
+
+$(VENV)/.deps: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: $(VENV)/.deps requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+.pulumi-state:
+	mkdir -p $@
+
+stack: $(VENV)/.deps | .pulumi-state
+	pulumi login "$(PULUMI_BACKEND_URL)"
+	pulumi stack select --create "$(STACK)"
+
+up: stack
+	pulumi up --stack "$(STACK)"
+
+preview: stack
+	pulumi preview --diff --stack "$(STACK)"
+
+destroy: stack
+	pulumi destroy --stack "$(STACK)"
+
+test: lint typecheck unit
+
+lint: $(VENV)/.dev-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.dev-deps
+	$(VENV)/bin/basedpyright
+
+unit: $(VENV)/.dev-deps
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.dev-deps
+	$(PY) tools/bench.py
+
+plan: $(VENV)/.dev-deps
+	$(PY) tools/plan.py --stack "$(STACK)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

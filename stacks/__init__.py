@@ -1,0 +1,1 @@
+"""Stack-level model: typed config, the phase model, and the composition of components."""

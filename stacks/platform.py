@@ -1,0 +1,76 @@
+"""The composition: which components a stack builds on its platform, and how they are wired.
+
+Order matters and is expressed in the graph: platform -> Consul -> gateway -> migration objects.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pulumi
+
+from components.kubernetes import ClusterTarget, ExistingCluster, ExistingClusterArgs
+
+from .config import PROJECT, ConfigError, StackConfig
+from .guard import PhaseJumpError, check_step
+from .phases import Phase
+
+
+def check_environment(cfg: StackConfig) -> None:
+    """Config that can only be checked against this machine; raises before any resource exists."""
+    if (
+        cfg.platform == "kubernetes"
+        and cfg.cluster.kubeconfig
+        and not os.path.exists(os.path.expanduser(cfg.cluster.kubeconfig))
+    ):
+        raise ConfigError(
+            f"config {PROJECT}:cluster.kubeconfig: got {cfg.cluster.kubeconfig!r}; no such file "
+            "(give the path of a kubeconfig, or leave it unset to use $KUBECONFIG or ~/.kube/config)"
+        )
+
+
+def phase_gate(cfg: StackConfig) -> pulumi.Output[Phase]:
+    """The requested phase, once the guard has compared it with the phase the stack last deployed.
+
+    Migration objects depend on this Output, so a refused step changes none of them.
+    """
+    ref = pulumi.StackReference(
+        "deployed", stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    )
+
+    def check(deployed: Any) -> Phase:
+        try:
+            warning = check_step(deployed if isinstance(deployed, str) else None, cfg.phase, cfg.allow_phase_jump)
+        except PhaseJumpError as e:
+            raise ConfigError(f"config {PROJECT}:phase: {e}") from None
+        if warning:
+            pulumi.log.warn(warning)
+        return cfg.phase
+
+    return ref.get_output("phase").apply(check)
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    """Build every component for `cfg` and return the stack outputs."""
+    check_environment(cfg)
+    outputs: dict[str, Any] = {}
+    gate = phase_gate(cfg)
+    target = _platform(cfg, outputs)
+    del target  # wired to Consul, the gateway and the migration objects by their components
+    outputs["phase"] = gate.apply(lambda p: p.value)
+    outputs["nextPhase"] = cfg.phase.next.value if cfg.phase.next else None
+    return outputs
+
+
+def _platform(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
+    if cfg.platform == "eks":
+        return _eks(cfg, outputs)
+    existing = ExistingCluster(
+        "cluster", ExistingClusterArgs(kubeconfig=cfg.cluster.kubeconfig, context=cfg.cluster.context)
+    )
+    return existing.target()
+
+
+def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
+    raise ConfigError("platform eks: not built yet")

@@ -1,0 +1,20 @@
+"""Every pinned version in one place. Each can be overridden under the `versions` config object."""
+
+# EKS standard support for 1.35 runs until March 2027; 1.34 leaves it on 2 December 2026.
+KUBERNETES = "1.35"
+
+# EKS managed add-ons, pinned to builds published for KUBERNETES.
+EBS_CSI_ADDON = "v1.53.0-eksbuild.1"
+COREDNS_ADDON = "v1.13.1-eksbuild.1"
+
+# AWS Load Balancer Controller chart (appVersion v3.5.0) from https://aws.github.io/eks-charts
+LB_CONTROLLER_CHART = "3.5.0"
+
+# consul-k8s Helm chart from https://helm.releases.hashicorp.com and the images released with it.
+CONSUL_CHART = "2.0.3"
+CONSUL_IMAGE = "hashicorp/consul:2.0.3"
+CONSUL_K8S_IMAGE = "hashicorp/consul-k8s-control-plane:2.0.3"
+CONSUL_DATAPLANE_IMAGE = "hashicorp/consul-dataplane:2.0.3"
+
+# Demo services.
+FAKE_SERVICE_IMAGE = "nicholasjackson/fake-service:v0.26.0"

@@ -1,0 +1,36 @@
+"""Shared fixtures: `program` evaluates the real Pulumi program under mocks for any config."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from tools.mockrun import Run, run_program
+
+_cache: dict[str, Run] = {}
+
+
+def _key(overrides: Mapping[str, Any] | None, stack: str, deployed: Mapping[str, Any] | None) -> str:
+    return json.dumps([overrides or {}, stack, deployed or {}], sort_keys=True)
+
+
+@pytest.fixture(scope="session")
+def program() -> Callable[..., Run]:
+    """program(overrides, stack="dev", deployed=None) -> Run; the same config is evaluated once.
+
+    `overrides` are stack config keys (project keys without the prefix); `deployed` stands for the
+    outputs the stack reports from its last `pulumi up`.
+    """
+
+    def evaluate(
+        overrides: Mapping[str, Any] | None = None, *, stack: str = "dev", deployed: Mapping[str, Any] | None = None
+    ) -> Run:
+        key = _key(overrides, stack, deployed)
+        if key not in _cache:
+            _cache[key] = run_program(overrides, stack=stack, deployed=deployed)
+        return _cache[key]
+
+    return evaluate

@@ -1,0 +1,85 @@
+"""Every bad config is refused before any resource is registered, with a message naming it.
+
+Each row: the config given, then the words the one-line message must contain (the key, the bad
+value, and what is allowed).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+BAD = [
+    ({"phase": "permisive"}, ["phase", "'permisive'", "'permissive'"]),
+    ({"phase": "migrated"}, ["phase", "'migrated'", "'hardened'"]),
+    ({"platform": "gke"}, ["platform", "'gke'", "'eks' or 'kubernetes'"]),
+    ({"phse": "strict"}, ["phse", "unknown key", "did you mean 'phase'"]),
+    ({"allowPhaseJump": "perhaps"}, ["allowPhaseJump", "'perhaps'", "boolean"]),
+    ({"network": {"cidr": "10.0.0.0/33"}}, ["network.cidr", "10.0.0.0/33", "IPv4 network"]),
+    ({"network": {"cidr": "10.0.0.0/8"}}, ["network", "10.0.0.0/8", "/16 and /24"]),
+    ({"network": {"azCount": 1}}, ["network.azCount", "got 1", "greater than or equal to 2"]),
+    ({"network": {"natGateway": "single"}}, ["network.natGateway", "did you mean 'natGateways'"]),
+    ({"network": {"natGateways": "three"}}, ["network.natGateways", "'three'", "'single' or 'perAz'"]),
+    (
+        {"network": {"publicSubnets": ["10.1.0.0/24", "10.0.1.0/24"]}},
+        ["publicSubnets", "10.1.0.0/24", "outside the VPC CIDR 10.0.0.0/16"],
+    ),
+    (
+        {"network": {"publicSubnets": ["10.0.0.0/24", "10.0.0.128/25"]}},
+        ["subnets", "10.0.0.0/24", "10.0.0.128/25", "overlap"],
+    ),
+    ({"network": {"privateSubnets": ["10.0.200.0/24"]}}, ["privateSubnets", "1 CIDRs", "azCount is 2"]),
+    ({"cluster": {"minSize": 4, "desiredSize": 3}}, ["cluster", "minSize <= desiredSize <= maxSize", "4, 3, 5"]),
+    ({"cluster": {"maxSize": 0}}, ["cluster.maxSize", "got 0", "greater than or equal to 1"]),
+    ({"cluster": {"instanceTypes": "t3.large"}}, ["cluster.instanceTypes", "'t3.large'", "list"]),
+    ({"cluster": {"adminRoleArns": ["admin"]}}, ["cluster.adminRoleArns[0]", "'admin'", "must be"]),
+    ({"cluster": {"logTypes": ["apiserver"]}}, ["cluster.logTypes[0]", "'apiserver'", "'api'"]),
+    ({"cluster": {"serviceCidr": "8.8.0.0/16"}}, ["cluster.serviceCidr", "8.8.0.0/16", "10.0.0.0/8"]),
+    (
+        {"cluster": {"serviceCidr": "10.0.0.0/16"}, "consul": {"dnsClusterIp": "10.0.0.53"}},
+        ["cluster.serviceCidr 10.0.0.0/16", "overlaps network.cidr 10.0.0.0/16"],
+    ),
+    ({"consul": {"serverReplicas": 2}}, ["consul.serverReplicas", "got 2", "odd"]),
+    ({"consul": {"serverReplicas": 9}}, ["consul.serverReplicas", "got 9", "less than or equal to 7"]),
+    ({"consul": {"serverReplicas": 5}}, ["consul.serverReplicas 5", "cluster.desiredSize is 3"]),
+    ({"consul": {"serverReplica": 3}}, ["consul.serverReplica", "did you mean 'serverReplicas'"]),
+    ({"consul": {"dnsClusterIp": "10.96.0.10"}}, ["consul.dnsClusterIp 10.96.0.10", "172.20.0.0/16"]),
+    ({"consul": {"ui": {"exposure": "public"}}}, ["consul.ui", "'public'", "allowedCidrs"]),
+    (
+        {"consul": {"ui": {"exposure": "public", "allowedCidrs": ["0.0.0.0/0"]}}},
+        ["consul.ui", "0.0.0.0/0", "list your CIDRs"],
+    ),
+    ({"consul": {"ui": {"exposure": "nodePort"}}}, ["consul.ui.exposure", "'nodePort'", "'clusterIP'"]),
+    ({"gateway": {"scheme": "public"}}, ["gateway.scheme", "'public'", "'internet-facing' or 'internal'"]),
+    ({"gateway": {"allowedCidrs": []}}, ["gateway.allowedCidrs", "at least 1"]),
+    ({"gateway": {"service": "frontend"}}, ["gateway.service", "'frontend'", "api, web"]),
+    ({"services": [{"name": "Api"}]}, ["services[0].name", "'Api'", "DNS label"]),
+    ({"services": [{"name": "api", "port": 80}]}, ["services[0].port", "got 80", "1024"]),
+    (
+        {"services": [{"name": "api"}, {"name": "api"}, {"name": "web"}]},
+        ["services", "unique", "api"],
+    ),
+    ({"services": [{"name": "web", "upstreams": ["db"]}]}, ["services[0].upstreams", "'db'", "allowed"]),
+    ({"versions": {"consulChart": "latest"}}, ["versions.consulChart", "'latest'", "1.2.3"]),
+    ({"versions": {"consulImage": "hashicorp/consul:latest"}}, ["versions.consulImage", "'latest'", "pin"]),
+    ({"versions": {"fakeServiceImage": "nicholasjackson/fake-service"}}, ["versions.fakeServiceImage", "pinned tag"]),
+    ({"versions": {"kubernetes": "1.35.2"}}, ["versions.kubernetes", "'1.35.2'", "1.35"]),
+    ({"versions": {"ebsCsiAddon": "1.53"}}, ["versions.ebsCsiAddon", "'1.53'", "eksbuild"]),
+    ({"network": "10.0.0.0/16"}, ["network", "'10.0.0.0/16'", "object"]),
+]
+
+
+@pytest.mark.parametrize(("config", "words"), BAD, ids=[str(c) for c, _ in BAD])
+def test_bad_config_is_refused_before_any_resource_with_a_clear_message(program, config, words):
+    run = program(config)
+    assert run.error is not None, "the program accepted a bad config"
+    assert run.resources == [], "a resource was registered before the config was checked"
+    assert run.error.startswith("ConfigError: config consul-mesh-migration")
+    assert "Traceback" not in run.error
+    for word in words:
+        assert word in run.error
+
+
+def test_there_are_at_least_twenty_bad_configs_covering_every_config_object():
+    assert len(BAD) >= 20
+    covered = {key for config, _ in BAD for key in config}
+    assert {"phase", "platform", "network", "cluster", "consul", "gateway", "services", "versions"} <= covered
