@@ -57,7 +57,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     gate = phase_gate(cfg)
     target = _platform(cfg, outputs)
-    del target  # wired to Consul, the gateway and the migration objects by their components
+    consul = _consul(cfg, target, outputs)
+    gateway = _gateway(cfg, target, consul, outputs)
+    _migration(cfg, target, consul, gateway, gate, outputs)
     outputs["phase"] = gate.apply(lambda p: p.value)
     outputs["nextPhase"] = cfg.phase.next.value if cfg.phase.next else None
     return outputs
@@ -74,3 +76,24 @@ def _platform(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
 
 def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
     raise ConfigError("platform eks: not built yet")
+
+
+def _consul(cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any]) -> Any:
+    """Consul's Helm release and `.consul` DNS forwarding (issue 4)."""
+    return None
+
+
+def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Any, outputs: dict[str, Any]) -> Any:
+    """The Consul API gateway routing to the exposed service (issue 4)."""
+    return None
+
+
+def _migration(
+    cfg: StackConfig,
+    target: ClusterTarget,
+    consul: Any,
+    gateway: Any,
+    gate: pulumi.Output[Phase],
+    outputs: dict[str, Any],
+) -> None:
+    """Demo services and per-phase Consul config entries (issue 5); every object waits for `gate`."""
