@@ -1,5 +1,5 @@
 # Two commands matter on a fresh machine:
-#   make up    set up .venv, log in to a state backend, select or create the stack, run `pulumi up`
+#   make up    set up .venv, use a local state backend (or $PULUMI_BACKEND_URL), select or create the stack, `pulumi up`
 #   make test  set up .venv with the dev tools, then lint, type-check and run the tests
 # STACK picks the stack (dev by default); PULUMI_BACKEND_URL picks another backend.
 
@@ -26,8 +26,9 @@ $(VENV)/.dev-deps: $(VENV)/.deps requirements-dev.txt
 .pulumi-state:
 	mkdir -p $@
 
+# PULUMI_BACKEND_URL (exported above) points the CLI at the backend without changing your login.
 stack: $(VENV)/.deps | .pulumi-state
-	pulumi login "$(PULUMI_BACKEND_URL)"
+	@command -v pulumi >/dev/null || { echo "The Pulumi CLI is needed: https://www.pulumi.com/docs/install/"; exit 1; }
 	pulumi stack select --create "$(STACK)"
 
 up: stack

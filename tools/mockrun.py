@@ -194,8 +194,12 @@ def run_program(
     stack: str = "dev",
     deployed: Mapping[str, Any] | None = None,
     preview: bool = False,
+    main: Path | None = None,
 ) -> Run:
-    """Evaluate __main__.py under mocks. `deployed`: the outputs the stack reports as deployed."""
+    """Evaluate the program under mocks. `deployed`: the outputs the stack reports as deployed.
+
+    `main` runs another program file with the same config (the benchmark's empty program).
+    """
     import pulumi
     from pulumi.runtime import mocks as pm
     from pulumi.runtime.proto import resource_pb2
@@ -263,11 +267,11 @@ def run_program(
     pulumi.runtime.set_all_config(run.config, [])
     if str(PROJECT_DIR) not in sys.path:
         sys.path.insert(0, str(PROJECT_DIR))
-    main = str(PROJECT_DIR / "__main__.py")
+    program = str(main or PROJECT_DIR / "__main__.py")
     cwd = os.getcwd()
     os.chdir(PROJECT_DIR)
     try:
-        _sync_await(run_pulumi_func(lambda: _run_main(main)))
+        _sync_await(run_pulumi_func(lambda: _run_main(program)))
         root = pulumi.runtime.get_root_resource()
         exported = dict(getattr(root, "outputs", {}) or {})
         if exported:

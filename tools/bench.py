@@ -1,0 +1,80 @@
+"""Benchmark: what the whole stack costs to evaluate, next to an empty program with the same SDKs.
+
+Each measurement is a fresh interpreter (imports included, as `pulumi up` pays them), evaluating
+the real program under mocks for one phase. The baseline program imports pulumi, pulumi_aws,
+pulumi_eks, pulumi_kubernetes and pydantic and registers nothing. Target: ratio <= 1.5.
+
+usage: tools/bench.py [--stack dev] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PHASES = ["discovery", "permissive", "strict", "virtual", "hardened"]
+
+EMPTY_PROGRAM = """\
+import pulumi
+import pulumi_aws
+import pulumi_eks
+import pulumi_kubernetes
+import pydantic
+"""
+
+# One evaluation in a child interpreter; prints the resource count and any error as JSON.
+CHILD = """\
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from tools.mockrun import run_program
+main = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+run = run_program({"phase": sys.argv[3]}, stack=sys.argv[2], main=main)
+print(json.dumps({"resources": len(run.resources), "error": run.error}))
+"""
+
+
+def measure(stack: str, phase: str, main: Path | None, repeat: int) -> tuple[float, int]:
+    times, count = [], 0
+    for _ in range(repeat):
+        args = [sys.executable, "-c", CHILD, str(ROOT), stack, phase] + ([str(main)] if main else [])
+        start = time.perf_counter()
+        out = subprocess.run(args, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+        times.append(time.perf_counter() - start)
+        result = json.loads(out.strip().splitlines()[-1])
+        if result["error"]:
+            raise SystemExit(f"phase {phase}: the program failed: {result['error']}")
+        count = result["resources"]
+    return statistics.median(times), count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", default="dev")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.py"
+        empty.write_text(EMPTY_PROGRAM)
+        base, _ = measure(args.stack, "discovery", empty, args.repeat)
+        print(f"{'program':<22}{'seconds':>9}{'resources':>11}{'ratio':>8}")
+        print(f"{'empty (same SDKs)':<22}{base:>9.2f}{0:>11}{1.0:>8.2f}")
+        worst = 0.0
+        for phase in PHASES:
+            seconds, count = measure(args.stack, phase, None, args.repeat)
+            worst = max(worst, seconds / base)
+            print(f"{'stack ' + phase:<22}{seconds:>9.2f}{count:>11}{seconds / base:>8.2f}")
+    print(f"worst ratio {worst:.2f} (target <= 1.50): {'ok' if worst <= 1.5 else 'OVER TARGET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
