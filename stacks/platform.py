@@ -10,6 +10,9 @@ from typing import Any
 
 import pulumi
 
+from components.consul import Consul, ConsulArgs
+from components.consul_values import ConsulSettings
+from components.dns import ConsulDnsArgs, ConsulDnsForwarding
 from components.kubernetes import ClusterTarget, ExistingCluster, ExistingClusterArgs
 
 from .config import PROJECT, ConfigError, StackConfig
@@ -78,9 +81,45 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
     raise ConfigError("platform eks: not built yet")
 
 
-def _consul(cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any]) -> Any:
+def _consul(cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any]) -> Consul:
     """Consul's Helm release and `.consul` DNS forwarding (issue 4)."""
-    return None
+    v, c = cfg.versions, cfg.consul
+    consul = Consul(
+        "consul",
+        ConsulArgs(
+            target=target,
+            chart_version=v.consul_chart,
+            settings=ConsulSettings(
+                platform=cfg.platform,
+                datacenter=c.datacenter,
+                server_replicas=c.server_replicas,
+                dns_cluster_ip=str(c.dns_cluster_ip),
+                image=v.consul_image,
+                image_k8s=v.consul_k8s_image,
+                image_dataplane=v.consul_dataplane_image,
+                sync_namespaces=[s.ns for s in cfg.services],
+                ui_exposure=c.ui.exposure,
+                ui_allowed_cidrs=[str(n) for n in c.ui.allowed_cidrs],
+                mesh_gateways=c.mesh_gateways,
+                peering=c.peering,
+                demo_prometheus=c.demo_prometheus,
+            ),
+        ),
+    )
+    ConsulDnsForwarding(
+        "consul-dns",
+        ConsulDnsArgs(
+            platform=cfg.platform,
+            provider=target.provider,
+            consul_dns_ip=str(c.dns_cluster_ip),
+            cluster_name=target.cluster_name,
+            coredns_addon_version=v.coredns_addon,
+            depends_on=target.ready,  # on eks: nodes are up, so the add-on can turn ACTIVE
+        ),
+    )
+    outputs["consulUi"] = consul.ui
+    outputs["bootstrapTokenSecret"] = consul.bootstrap_token_secret
+    return consul
 
 
 def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Any, outputs: dict[str, Any]) -> Any:

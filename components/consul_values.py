@@ -1,0 +1,284 @@
+"""The consul-k8s Helm chart values this project sets, as a typed model of the chart's own tree.
+
+Plain data, no Pulumi imports. `chart_values(settings)` decides every value from `ConsulSettings`;
+`ConsulValues.to_helm()` writes the chart's camelCase tree with unset (None) keys left out, so the
+chart default applies. Field aliases are the chart's exact key names (imageK8S, manageSystemACLs,
+toK8S, clusterIP, ...): every key written must exist in the chart's values.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+Platform = Literal["eks", "kubernetes"]
+UiExposure = Literal["clusterIP", "internal", "public"]
+Scheme = Literal["internet-facing", "internal"]
+
+# The chart names everything after global.name: consul-server, consul-ui, consul-dns, ...
+FULLNAME = "consul"
+# Written by the chart's server-acl-init job when global.acls.bootstrapToken is unset.
+BOOTSTRAP_TOKEN_SECRET = f"{FULLNAME}-bootstrap-acl-token"
+UI_SERVICE = f"{FULLNAME}-ui"
+DNS_SERVICE = f"{FULLNAME}-dns"
+
+# Annotations the AWS Load Balancer Controller reads on a Service (docs/guide/service/annotations.md).
+LB_TYPE = "service.beta.kubernetes.io/aws-load-balancer-type"
+LB_TARGET_TYPE = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"
+LB_SCHEME = "service.beta.kubernetes.io/aws-load-balancer-scheme"
+LB_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
+# What the gateway controller copies from a Gateway to the Service it creates for it. A key the
+# Gateway does not carry is simply not copied, so the list does not depend on the gateway config.
+GATEWAY_COPIED_ANNOTATIONS = (LB_TYPE, LB_TARGET_TYPE, LB_SCHEME, LB_SOURCE_RANGES)
+
+# consul-k8s install docs, "Enable the Consul CNI plugin": the reference configuration, which is
+# where the AWS VPC CNI (and kind's kindnet) keep their binaries and chained config.
+CNI_BIN_DIR = "/opt/cni/bin"
+CNI_NET_DIR = "/etc/cni/net.d"
+
+
+def nlb_annotations(scheme: Scheme) -> dict[str, str]:
+    """An NLB from the AWS Load Balancer Controller, targets the pod IPs (no node hop)."""
+    return {LB_TYPE: "external", LB_TARGET_TYPE: "ip", LB_SCHEME: scheme}
+
+
+@dataclass(frozen=True)
+class ConsulSettings:
+    """Everything the chart values depend on, in the project's terms."""
+
+    platform: Platform
+    datacenter: str
+    server_replicas: int
+    dns_cluster_ip: str
+    image: str
+    image_k8s: str
+    image_dataplane: str
+    sync_namespaces: list[str]  # Kubernetes namespaces whose Services are registered in Consul
+    ui_exposure: UiExposure = "clusterIP"
+    ui_allowed_cidrs: list[str] = field(default_factory=list)
+    mesh_gateways: bool = False
+    peering: bool = False
+    demo_prometheus: bool = False
+
+
+class _Values(BaseModel):
+    # Built by field name; written under the chart's key (camelCase, or the explicit alias).
+    model_config = ConfigDict(alias_generator=AliasGenerator(serialization_alias=to_camel), frozen=True, extra="forbid")
+
+
+# --- global ---------------------------------------------------------------------------------------
+
+
+class Tls(_Values):
+    enabled: bool
+    enable_auto_encrypt: bool
+    verify: bool
+    https_only: bool
+
+
+class Acls(_Values):
+    manage_system_acls: bool = Field(serialization_alias="manageSystemACLs")
+
+
+class GossipEncryption(_Values):
+    auto_generate: bool
+
+
+class Metrics(_Values):
+    enabled: bool
+    enable_agent_metrics: bool
+    enable_gateway_metrics: bool
+
+
+class Toggle(_Values):
+    enabled: bool
+
+
+class Global(_Values):
+    name: str
+    datacenter: str
+    image: str
+    image_k8s: str = Field(serialization_alias="imageK8S")
+    image_consul_dataplane: str
+    tls: Tls
+    acls: Acls
+    gossip_encryption: GossipEncryption
+    metrics: Metrics
+    peering: Toggle
+
+
+# --- components -----------------------------------------------------------------------------------
+
+
+class Server(_Values):
+    replicas: int
+    storage_class: str | None = None  # None: the cluster's default StorageClass
+
+
+class Cni(_Values):
+    enabled: bool
+    cni_bin_dir: str
+    cni_net_dir: str
+    multus: bool
+
+
+class TransparentProxy(_Values):
+    default_enabled: bool
+
+
+class CopyAnnotationsService(_Values):
+    annotations: str  # the chart wants a YAML list in a string: "- key\n- key\n"
+
+
+class CopyAnnotations(_Values):
+    service: CopyAnnotationsService
+
+
+class ManagedGatewayClass(_Values):
+    service_type: str
+    copy_annotations: CopyAnnotations
+
+
+class ApiGateway(_Values):
+    manage_external_crds: bool = Field(serialization_alias="manageExternalCRDs")
+    managed_gateway_class: ManagedGatewayClass
+
+
+class ConnectInject(_Values):
+    enabled: bool
+    transparent_proxy: TransparentProxy
+    cni: Cni
+    api_gateway: ApiGateway
+
+
+class SyncCatalog(_Values):
+    enabled: bool
+    to_consul: bool
+    to_k8s: bool = Field(serialization_alias="toK8S")
+    k8s_allow_namespaces: list[str] = Field(serialization_alias="k8sAllowNamespaces")
+    k8s_deny_namespaces: list[str] = Field(serialization_alias="k8sDenyNamespaces")
+    add_k8s_namespace_suffix: bool = Field(serialization_alias="addK8SNamespaceSuffix")
+
+
+class Dns(_Values):
+    enabled: bool
+    enable_redirection: bool
+    cluster_ip: str = Field(serialization_alias="clusterIP")
+
+
+class UiService(_Values):
+    type: Literal["ClusterIP", "LoadBalancer"]
+    annotations: str | None = None  # the chart wants YAML in a string
+    additional_spec: str | None = None  # YAML in a string, merged into the Service spec
+
+
+class Ui(_Values):
+    enabled: bool
+    service: UiService
+
+
+class MeshGatewayService(_Values):
+    annotations: str | None = None
+
+
+class MeshGateway(_Values):
+    enabled: bool
+    service: MeshGatewayService | None = None
+
+
+class ConsulValues(_Values):
+    global_: Global = Field(serialization_alias="global")
+    server: Server
+    connect_inject: ConnectInject
+    sync_catalog: SyncCatalog
+    dns: Dns
+    ui: Ui
+    mesh_gateway: MeshGateway
+    prometheus: Toggle
+
+    def to_helm(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+# --- deciding the values --------------------------------------------------------------------------
+
+# Never synced into the catalog: Consul's own Services and the cluster's system Services.
+SYNC_DENIED_NAMESPACES = ["consul", "kube-system", "kube-public"]
+
+
+def _yaml_map(values: dict[str, str]) -> str:
+    """A flat string map as YAML text; every value quoted so "true" or "1" stay strings."""
+    return "".join(f'{k}: "{v}"\n' for k, v in values.items())
+
+
+def _yaml_list(items: list[str] | tuple[str, ...]) -> str:
+    return "".join(f"- {i}\n" for i in items)
+
+
+def _ui_service(s: ConsulSettings) -> UiService:
+    if s.ui_exposure == "clusterIP":
+        return UiService(type="ClusterIP")
+    annotations: dict[str, str] = {}
+    if s.platform == "eks":  # elsewhere the cluster's own load balancer implementation decides
+        annotations = nlb_annotations("internal" if s.ui_exposure == "internal" else "internet-facing")
+    spec = f"loadBalancerSourceRanges:\n{_yaml_list(s.ui_allowed_cidrs)}" if s.ui_allowed_cidrs else None
+    return UiService(type="LoadBalancer", annotations=_yaml_map(annotations) or None, additional_spec=spec)
+
+
+def _mesh_gateway(s: ConsulSettings) -> MeshGateway:
+    if not s.mesh_gateways:
+        return MeshGateway(enabled=False)
+    # A peer in another network dials it; only mTLS with certificates from this mesh's CA gets through.
+    annotations = _yaml_map(nlb_annotations("internet-facing")) if s.platform == "eks" else None
+    return MeshGateway(enabled=True, service=MeshGatewayService(annotations=annotations))
+
+
+def chart_values(s: ConsulSettings) -> ConsulValues:
+    return ConsulValues(
+        global_=Global(
+            name=FULLNAME,
+            datacenter=s.datacenter,
+            image=s.image,
+            image_k8s=s.image_k8s,
+            image_consul_dataplane=s.image_dataplane,
+            # Upstream's secure defaults: agents get certificates through auto-encrypt, and verify
+            # (verify_incoming, verify_outgoing, verify_server_hostname) on; HTTPS only.
+            tls=Tls(enabled=True, enable_auto_encrypt=True, verify=True, https_only=True),
+            acls=Acls(manage_system_acls=True),
+            gossip_encryption=GossipEncryption(auto_generate=True),
+            metrics=Metrics(enabled=True, enable_agent_metrics=True, enable_gateway_metrics=True),
+            peering=Toggle(enabled=s.peering),
+        ),
+        server=Server(replicas=s.server_replicas),
+        connect_inject=ConnectInject(
+            enabled=True,
+            transparent_proxy=TransparentProxy(default_enabled=True),
+            # Traffic redirection by the CNI plugin: application pods need no CAP_NET_ADMIN init container.
+            cni=Cni(enabled=True, cni_bin_dir=CNI_BIN_DIR, cni_net_dir=CNI_NET_DIR, multus=False),
+            api_gateway=ApiGateway(
+                manage_external_crds=True,
+                managed_gateway_class=ManagedGatewayClass(
+                    service_type="LoadBalancer",
+                    copy_annotations=CopyAnnotations(
+                        service=CopyAnnotationsService(annotations=_yaml_list(GATEWAY_COPIED_ANNOTATIONS))
+                    ),
+                ),
+            ),
+        ),
+        # Kubernetes -> Consul only, under the Kubernetes name: the Service `api` is api.service.consul.
+        sync_catalog=SyncCatalog(
+            enabled=True,
+            to_consul=True,
+            to_k8s=False,
+            k8s_allow_namespaces=sorted(set(s.sync_namespaces)),
+            k8s_deny_namespaces=SYNC_DENIED_NAMESPACES,
+            add_k8s_namespace_suffix=False,
+        ),
+        dns=Dns(enabled=True, enable_redirection=True, cluster_ip=s.dns_cluster_ip),
+        ui=Ui(enabled=True, service=_ui_service(s)),
+        mesh_gateway=_mesh_gateway(s),
+        prometheus=Toggle(enabled=s.demo_prometheus),
+    )

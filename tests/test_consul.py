@@ -1,0 +1,178 @@
+"""Consul on the cluster: one Helm release with the seed's features on, opt-ins off unless asked for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.consul_values import GATEWAY_COPIED_ANNOTATIONS, LB_SCHEME, LB_TARGET_TYPE, LB_TYPE
+from stacks.versions import CONSUL_CHART, CONSUL_DATAPLANE_IMAGE, CONSUL_IMAGE, CONSUL_K8S_IMAGE
+
+LOCAL = {"stack": "local"}  # platform kubernetes (kind)
+OPT_INS = {"consul": {"serverReplicas": 3, "meshGateways": True, "peering": True, "demoPrometheus": True}}
+
+
+def release(run) -> Any:
+    return run.one("kubernetes:helm.sh/v3:Release", "consul-release")
+
+
+def values(run) -> dict[str, Any]:
+    return release(run).inputs["values"]
+
+
+@pytest.fixture(scope="module", params=["dev", "local"])
+def default_run(program, request):
+    run = program({}, stack=request.param)
+    assert run.error is None, run.error
+    return run
+
+
+def test_a_real_helm_release_named_consul_of_the_pinned_chart_in_namespace_consul(default_run):
+    rel = release(default_run)
+    assert rel.inputs["name"] == "consul"  # not autonamed: helm and consul-k8s status find it
+    assert rel.inputs["chart"] == "consul"
+    assert rel.inputs["repositoryOpts"]["repo"] == "https://helm.releases.hashicorp.com"
+    assert rel.inputs["version"] == CONSUL_CHART
+    assert rel.inputs["namespace"] == "consul"
+    ns = default_run.one("kubernetes:core/v1:Namespace", "consul-namespace")
+    assert ns.k8s_name == "consul"
+    g = values(default_run)["global"]
+    assert (g["image"], g["imageK8S"], g["imageConsulDataplane"]) == (
+        CONSUL_IMAGE,
+        CONSUL_K8S_IMAGE,
+        CONSUL_DATAPLANE_IMAGE,
+    )
+    assert g["name"] == "consul"
+
+
+def test_security_features_are_on_as_upstream_recommends(default_run):
+    g = values(default_run)["global"]
+    assert g["tls"] == {"enabled": True, "enableAutoEncrypt": True, "verify": True, "httpsOnly": True}
+    assert g["acls"] == {"manageSystemACLs": True}
+    assert g["gossipEncryption"] == {"autoGenerate": True}
+
+
+def test_mesh_injection_with_transparent_proxy_and_the_cni_plugin(default_run):
+    ci = values(default_run)["connectInject"]
+    assert ci["enabled"] is True
+    assert ci["transparentProxy"] == {"defaultEnabled": True}
+    assert ci["cni"] == {"enabled": True, "cniBinDir": "/opt/cni/bin", "cniNetDir": "/etc/cni/net.d", "multus": False}
+
+
+def test_the_api_gateway_class_makes_a_load_balancer_that_carries_the_gateways_nlb_annotations(default_run):
+    gw = values(default_run)["connectInject"]["apiGateway"]
+    assert gw["manageExternalCRDs"] is True
+    cls = gw["managedGatewayClass"]
+    assert cls["serviceType"] == "LoadBalancer"
+    copied = cls["copyAnnotations"]["service"]["annotations"].splitlines()
+    assert copied == [f"- {key}" for key in GATEWAY_COPIED_ANNOTATIONS]
+    assert {LB_TYPE, LB_TARGET_TYPE, LB_SCHEME} <= set(GATEWAY_COPIED_ANNOTATIONS)
+
+
+def test_catalog_sync_registers_kubernetes_services_under_their_own_names(default_run):
+    sync = values(default_run)["syncCatalog"]
+    assert sync["enabled"] is True
+    assert sync["toConsul"] is True and sync["toK8S"] is False
+    assert sync["addK8SNamespaceSuffix"] is False  # Service `api` is api.service.consul, not api-api
+    assert {"consul", "kube-system"} <= set(sync["k8sDenyNamespaces"])
+    assert sync["k8sAllowNamespaces"] == ["api", "web"]  # only the migration's namespaces
+
+
+def test_metrics_dns_servers_and_ui(default_run):
+    v = values(default_run)
+    assert v["global"]["metrics"] == {"enabled": True, "enableAgentMetrics": True, "enableGatewayMetrics": True}
+    assert v["dns"]["enabled"] is True and v["dns"]["enableRedirection"] is True
+    assert v["server"]["replicas"] == 1
+    assert "storageClass" not in v["server"]  # the cluster's default StorageClass
+    assert v["ui"] == {"enabled": True, "service": {"type": "ClusterIP"}}
+
+
+def test_consul_dns_has_the_configured_fixed_cluster_ip(program):
+    assert values(program({}))["dns"]["clusterIP"] == "172.20.0.53"
+    assert values(program({}, **LOCAL))["dns"]["clusterIP"] == "10.96.0.53"  # inside kind's range
+
+
+def test_mesh_gateways_peering_and_demo_prometheus_are_off_by_default(default_run):
+    v = values(default_run)
+    assert v["meshGateway"] == {"enabled": False}
+    assert v["global"]["peering"] == {"enabled": False}
+    assert v["prometheus"] == {"enabled": False}
+
+
+def test_opt_ins_and_three_servers_by_config(program):
+    run = program(OPT_INS)
+    assert run.error is None, run.error
+    v = values(run)
+    assert v["server"]["replicas"] == 3
+    assert v["global"]["peering"] == {"enabled": True}
+    assert v["prometheus"] == {"enabled": True}
+    assert v["meshGateway"]["enabled"] is True
+    annotations = v["meshGateway"]["service"]["annotations"]
+    assert f'{LB_TYPE}: "external"' in annotations and f'{LB_TARGET_TYPE}: "ip"' in annotations
+
+
+def test_the_ui_is_reached_by_port_forward_by_default(default_run):
+    assert default_run.outputs["consulUi"] == "kubectl -n consul port-forward svc/consul-ui 8501:443"
+
+
+def test_an_internal_ui_gets_an_internal_nlb(program):
+    run = program({"consul": {"ui": {"exposure": "internal"}}})
+    assert run.error is None, run.error
+    svc = values(run)["ui"]["service"]
+    assert svc["type"] == "LoadBalancer"
+    assert svc["annotations"].splitlines() == [
+        f'{LB_TYPE}: "external"',
+        f'{LB_TARGET_TYPE}: "ip"',
+        f'{LB_SCHEME}: "internal"',
+    ]
+    assert "additionalSpec" not in svc
+    assert run.outputs["consulUi"].startswith("https://")  # read from the Service the chart creates
+
+
+def test_a_public_ui_is_internet_facing_and_only_for_the_allowed_cidrs(program):
+    run = program({"consul": {"ui": {"exposure": "public", "allowedCidrs": ["203.0.113.0/24", "198.51.100.7/32"]}}})
+    assert run.error is None, run.error
+    svc = values(run)["ui"]["service"]
+    assert f'{LB_SCHEME}: "internet-facing"' in svc["annotations"]
+    assert svc["additionalSpec"] == "loadBalancerSourceRanges:\n- 203.0.113.0/24\n- 198.51.100.7/32\n"
+
+
+def test_off_aws_a_load_balanced_ui_carries_no_aws_annotations(program):
+    ui = {"exposure": "public", "allowedCidrs": ["203.0.113.0/24"]}
+    run = program({"consul": {"dnsClusterIp": "10.96.0.53", "ui": ui}}, **LOCAL)
+    assert run.error is None, run.error
+    svc = values(run)["ui"]["service"]
+    assert svc["type"] == "LoadBalancer" and "annotations" not in svc
+    assert svc["additionalSpec"] == "loadBalancerSourceRanges:\n- 203.0.113.0/24\n"
+
+
+def test_the_bootstrap_token_secret_is_named_never_exported(default_run):
+    assert default_run.outputs["bootstrapTokenSecret"] == "consul/consul-bootstrap-acl-token"
+
+
+def test_on_eks_the_release_waits_for_the_load_balancer_controller_and_the_default_storage_class(program):
+    run = program({})
+    assert run.error is None, run.error
+    rel = release(run)
+    controller = [
+        r
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs.get("chart", "").endswith("aws-load-balancer-controller")
+    ]
+    default_class = [
+        r
+        for r in run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+        if (r.inputs.get("metadata") or {}).get("annotations", {}).get("storageclass.kubernetes.io/is-default-class")
+        == "true"
+    ]
+    assert len(controller) == 1 and len(default_class) == 1
+    assert run.depends_on(rel, controller[0])
+    assert run.depends_on(rel, default_class[0])
+
+
+def test_every_consul_object_uses_the_explicit_provider(default_run):
+    provider = default_run.one("pulumi:providers:kubernetes")
+    consul = default_run.one("consul-mesh-migration:consul:Consul")
+    mine = [r for r in default_run.resources if r.custom and consul in default_run.ancestors(r)]
+    assert mine and all(r.provider.startswith(provider.urn + "::") for r in mine)
