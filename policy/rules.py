@@ -1,0 +1,341 @@
+"""The migration's invariants as plain functions over resource types and properties.
+
+No Pulumi import: `policy/__main__.py` wraps these in a CrossGuard PolicyPack, and the tests call
+them directly on hand-made properties and on the resources of a mock run of the real program.
+Properties may be plain dicts or CrossGuard's read-only proxies, so only the `Mapping` and
+`Sequence` protocols are used.
+
+Resource rules take `(resource_type, props)` and return violation messages; stack rules take every
+resource of the stack and return `Violation`s that name the offending resource's URN.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import yaml
+
+HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
+SERVICE_TYPE = "kubernetes:core/v1:Service"
+CONSUL_GROUP = "consul.hashicorp.com"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+
+# Annotations read by the AWS Load Balancer Controller and the in-tree cloud provider.
+LB_SCHEME = "service.beta.kubernetes.io/aws-load-balancer-scheme"
+LB_INTERNAL_LEGACY = "service.beta.kubernetes.io/aws-load-balancer-internal"
+LB_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
+
+# Action wildcards that the AWS Load Balancer Controller's official IAM policy grants
+# (docs/install/iam_policy.json, v3.5.0): none. It names every action, with no `*` and no
+# `<service>:*`, so no policy in this stack needs one. Operators can extend the set through the
+# policy's `allowedWildcardActions` config.
+LB_CONTROLLER_WILDCARD_ACTIONS: frozenset[str] = frozenset()
+
+IAM_POLICY_TYPES = (
+    "aws:iam/policy:Policy",
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:iam/userPolicy:UserPolicy",
+    "aws:iam/groupPolicy:GroupPolicy",
+)
+IAM_ROLE_TYPE = "aws:iam/role:Role"
+
+
+class StackResource(Protocol):
+    """What a stack rule reads of a resource; CrossGuard's PolicyResource has these attributes."""
+
+    @property
+    def resource_type(self) -> str: ...
+    @property
+    def props(self) -> Mapping[str, Any]: ...
+    @property
+    def urn(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource outside CrossGuard (tests, mock runs)."""
+
+    resource_type: str
+    props: Mapping[str, Any] = field(default_factory=dict)
+    urn: str = ""
+
+
+@dataclass(frozen=True)
+class Violation:
+    message: str
+    urn: str | None = None
+
+
+# --- reading properties ---------------------------------------------------------------------------
+
+
+def _get(props: Any, path: str, default: Any = None) -> Any:
+    """props["a"]["b"]["c"] for path "a.b.c", or `default` when any step is missing."""
+    value = props
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return default
+        value = value[part]
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    """A string or a list of strings as a list; anything else as an empty list."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _yaml_text(value: Any) -> Any:
+    """Chart values that the Consul chart takes as YAML inside a string (annotations, additionalSpec)."""
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return None
+    return value
+
+
+def _kind(resource_type: str) -> tuple[str, str]:
+    """("consul.hashicorp.com", "Mesh") for "kubernetes:consul.hashicorp.com/v1alpha1:Mesh"."""
+    parts = resource_type.split(":")
+    if len(parts) != 3 or parts[0] != "kubernetes" or "/" not in parts[1]:
+        return "", ""
+    return parts[1].rsplit("/", 1)[0], parts[2]
+
+
+def _is_consul_chart(resource_type: str, props: Mapping[str, Any]) -> bool:
+    if resource_type not in HELM_TYPES:
+        return False
+    chart = props.get("chart")
+    return isinstance(chart, str) and chart.rstrip("/").rsplit("/", 1)[-1] == "consul"
+
+
+# --- Consul: TLS and ACLs -------------------------------------------------------------------------
+
+
+def consul_tls_and_acls(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A Consul Helm release keeps TLS (with verification) and ACLs on; the chart's defaults are off."""
+    if not _is_consul_chart(resource_type, props):
+        return []
+    values = props.get("values") or {}
+    problems = []
+    if _get(values, "global.tls.enabled") is not True:
+        problems.append("Consul values must set global.tls.enabled: true (the chart default is off)")
+    if _get(values, "global.tls.verify", True) is not True:
+        problems.append("Consul values must not turn off global.tls.verify")
+    if _get(values, "global.acls.manageSystemACLs") is not True:
+        problems.append("Consul values must set global.acls.manageSystemACLs: true (the chart default is off)")
+    return problems
+
+
+# --- Load balancers: an allow-list on everything internet-facing ---------------------------------
+
+
+@dataclass(frozen=True)
+class _LoadBalancer:
+    what: str
+    annotations: Mapping[str, Any]
+    source_ranges: list[str]
+    open_allowed: bool  # the API gateway: its allow-list is config (gateway.allowedCidrs), 0.0.0.0/0 included
+
+
+def _is_internal(annotations: Mapping[str, Any]) -> bool:
+    scheme = annotations.get(LB_SCHEME)
+    legacy = annotations.get(LB_INTERNAL_LEGACY)
+    return scheme == "internal" or (scheme is None and legacy in ("true", True))
+
+
+def _ranges(annotations: Mapping[str, Any], spec_ranges: Any) -> list[str]:
+    ranges = _strings(spec_ranges)
+    annotated = annotations.get(LB_SOURCE_RANGES)
+    if isinstance(annotated, str):
+        ranges += [r.strip() for r in annotated.split(",") if r.strip()]
+    return ranges
+
+
+def _is_open(cidr: str) -> bool:
+    try:
+        return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+def _load_balancers(resource_type: str, props: Mapping[str, Any]) -> list[_LoadBalancer]:
+    group, kind = _kind(resource_type)
+    if resource_type == SERVICE_TYPE and _get(props, "spec.type") == "LoadBalancer":
+        annotations = _get(props, "metadata.annotations") or {}
+        name = _get(props, "metadata.name", "")
+        ranges = _ranges(annotations, _get(props, "spec.loadBalancerSourceRanges"))
+        return [_LoadBalancer(f"Service {name}", annotations, ranges, open_allowed=False)]
+    if group == GATEWAY_GROUP and kind == "Gateway":
+        # The gateway controller creates the LoadBalancer Service and copies these annotations to it.
+        annotations = _get(props, "metadata.annotations") or {}
+        name = _get(props, "metadata.name", "")
+        return [_LoadBalancer(f"Gateway {name}", annotations, _ranges(annotations, None), open_allowed=True)]
+    if _is_consul_chart(resource_type, props):
+        values = props.get("values") or {}
+        found = []
+        ui_on = _get(values, "ui.enabled", True) is not False and _get(values, "ui.service.enabled", True) is not False
+        mesh_on = _get(values, "meshGateway.enabled") is True
+        # The chart's UI Service is ClusterIP by default; its mesh gateway Service a LoadBalancer.
+        for path, on, default_type in (("ui.service", ui_on, None), ("meshGateway.service", mesh_on, "LoadBalancer")):
+            if on and _get(values, f"{path}.type", default_type) == "LoadBalancer":
+                annotations = _yaml_text(_get(values, f"{path}.annotations"))
+                annotations = annotations if isinstance(annotations, Mapping) else {}
+                spec = _yaml_text(_get(values, f"{path}.additionalSpec"))
+                ranges = _ranges(annotations, _get(spec, "loadBalancerSourceRanges"))
+                found.append(_LoadBalancer(f"Consul values {path}", annotations, ranges, open_allowed=False))
+        return found
+    return []
+
+
+def load_balancers_have_allow_lists(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """No internet-facing load balancer without a source-range allow-list.
+
+    A LoadBalancer Service, a Gateway (its Service is a LoadBalancer) or a Consul chart Service is
+    internet-facing unless its scheme annotation says internal. It needs loadBalancerSourceRanges or
+    the source-ranges annotation, and an allow-list open to everyone (0.0.0.0/0) only counts on the
+    API gateway, where it is what `gateway.allowedCidrs` asks for.
+    """
+    problems = []
+    for lb in _load_balancers(resource_type, props):
+        if _is_internal(lb.annotations):
+            continue
+        if not lb.source_ranges:
+            problems.append(
+                f"{lb.what} is an internet-facing load balancer with no allow-list: set the {LB_SCHEME} "
+                f"annotation to internal, or list source CIDRs (loadBalancerSourceRanges or {LB_SOURCE_RANGES})"
+            )
+        elif not lb.open_allowed and any(_is_open(r) for r in lb.source_ranges):
+            problems.append(f"{lb.what} is open to the whole internet ({', '.join(lb.source_ranges)}); list your CIDRs")
+    return problems
+
+
+def gateway_annotations_reach_the_load_balancer(resources: Iterable[StackResource]) -> list[Violation]:
+    """A Gateway's scheme and allow-list annotations only matter if the gateway controller copies them
+    to the Service it creates (Consul: apiGateway.managedGatewayClass.copyAnnotations, or a
+    GatewayClassConfig's spec.copyAnnotations). A Gateway whose allow-list is not copied has none.
+    """
+    copied: set[str] = set()
+    gateways: list[StackResource] = []
+    for r in resources:
+        group, kind = _kind(r.resource_type)
+        if _is_consul_chart(r.resource_type, r.props):
+            path = "values.connectInject.apiGateway.managedGatewayClass.copyAnnotations.service.annotations"
+            copied.update(_strings(_yaml_text(_get(r.props, path))))
+        elif group == CONSUL_GROUP and kind == "GatewayClassConfig":
+            copied.update(_strings(_get(r.props, "spec.copyAnnotations.service")))
+        elif group == GATEWAY_GROUP and kind == "Gateway":
+            gateways.append(r)
+    out = []
+    for gw in gateways:
+        annotations = _get(gw.props, "metadata.annotations") or {}
+        missing = sorted(k for k in (LB_SCHEME, LB_SOURCE_RANGES) if k in annotations and k not in copied)
+        if missing:
+            name = _get(gw.props, "metadata.name", "")
+            out.append(
+                Violation(
+                    f"Gateway {name}: the gateway controller does not copy {', '.join(missing)} to its "
+                    "load balancer Service; add them to the gateway class's copyAnnotations",
+                    gw.urn,
+                )
+            )
+    return out
+
+
+# --- Mesh: no permissive mTLS once the mesh forbids it ---------------------------------------------
+
+
+def no_permissive_mtls_when_mesh_forbids(resources: Iterable[StackResource]) -> list[Violation]:
+    """Once the Mesh sets allowEnablingPermissiveMutualTLS false (the hardened phase), no
+    ServiceDefaults or ProxyDefaults may ask for mutualTLSMode permissive: Consul would refuse it, and
+    it would reopen plain-text access to a meshed service.
+    """
+    resources = list(resources)
+    forbidding = [
+        r
+        for r in resources
+        if _kind(r.resource_type) == (CONSUL_GROUP, "Mesh")
+        and _get(r.props, "spec.allowEnablingPermissiveMutualTLS") is False
+    ]
+    if not forbidding:
+        return []
+    out = []
+    for r in resources:
+        group, kind = _kind(r.resource_type)
+        permissive = _get(r.props, "spec.mutualTLSMode") == "permissive"
+        if permissive and group == CONSUL_GROUP and kind in ("ServiceDefaults", "ProxyDefaults"):
+            name = _get(r.props, "metadata.name", "")
+            out.append(
+                Violation(
+                    f"{kind} {name} sets mutualTLSMode permissive while the Mesh forbids it "
+                    "(allowEnablingPermissiveMutualTLS false)",
+                    r.urn,
+                )
+            )
+    return out
+
+
+# --- IAM: no action wildcards beyond the load balancer controller's -------------------------------
+
+
+def _documents(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    if resource_type in IAM_POLICY_TYPES:
+        return [("policy", props.get("policy"))]
+    if resource_type == IAM_ROLE_TYPE:
+        inline = props.get("inlinePolicies") or []
+        if isinstance(inline, Sequence) and not isinstance(inline, str):
+            return [(f"inline policy {_get(p, 'name', i)}", _get(p, "policy")) for i, p in enumerate(inline)]
+    return []
+
+
+def _statements(document: Any) -> list[Any]:
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return []
+    statements = _get(document, "Statement", [])
+    if isinstance(statements, Mapping):
+        return [statements]
+    return list(statements) if isinstance(statements, Sequence) and not isinstance(statements, str) else []
+
+
+def iam_action_wildcards(
+    resource_type: str, props: Mapping[str, Any], allowed: frozenset[str] = LB_CONTROLLER_WILDCARD_ACTIONS
+) -> list[str]:
+    """No Allow statement grants `*`, `<service>:*` or any other action wildcard not in `allowed`,
+    and none grants everything but a list (NotAction)."""
+    problems = []
+    for where, document in _documents(resource_type, props):
+        for i, statement in enumerate(_statements(document)):
+            if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
+                continue
+            sid = statement.get("Sid") or f"statement {i}"
+            wild = sorted(a for a in _strings(statement.get("Action")) if "*" in a and a not in allowed)
+            if wild:
+                problems.append(f"{where}, {sid}: Allow with action wildcard {', '.join(wild)}; name the actions")
+            if "NotAction" in statement:
+                problems.append(f"{where}, {sid}: Allow with NotAction grants every other action; name the actions")
+    return problems
+
+
+# --- all of them ------------------------------------------------------------------------------------
+
+RESOURCE_RULES = (consul_tls_and_acls, load_balancers_have_allow_lists, iam_action_wildcards)
+STACK_RULES = (no_permissive_mtls_when_mesh_forbids, gateway_annotations_reach_the_load_balancer)
+
+
+def check_stack(resources: Sequence[StackResource]) -> list[Violation]:
+    """Every rule over a whole stack, with default policy config: what `pulumi preview --policy-pack` reports."""
+    out = [Violation(m, r.urn) for r in resources for rule in RESOURCE_RULES for m in rule(r.resource_type, r.props)]
+    for stack_rule in STACK_RULES:
+        out.extend(stack_rule(resources))
+    return out
