@@ -13,6 +13,7 @@ import pulumi
 from components.consul import Consul, ConsulArgs
 from components.consul_values import ConsulSettings
 from components.dns import ConsulDnsArgs, ConsulDnsForwarding
+from components.gateway import ApiGateway, ApiGatewayArgs
 from components.kubernetes import ClusterTarget, ExistingCluster, ExistingClusterArgs
 
 from .config import PROJECT, ConfigError, StackConfig
@@ -122,9 +123,24 @@ def _consul(cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any]) ->
     return consul
 
 
-def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Any, outputs: dict[str, Any]) -> Any:
+def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Consul, outputs: dict[str, Any]) -> ApiGateway:
     """The Consul API gateway routing to the exposed service (issue 4)."""
-    return None
+    exposed = cfg.service(cfg.gateway.service)
+    gateway = ApiGateway(
+        "gateway",
+        ApiGatewayArgs(
+            target=target,
+            consul=consul,
+            scheme=cfg.gateway.scheme,
+            allowed_cidrs=[str(n) for n in cfg.gateway.allowed_cidrs],
+            service=exposed.name,
+            service_port=exposed.port,
+            service_namespace=exposed.ns,
+            route_namespaces=[s.ns for s in cfg.services],
+        ),
+    )
+    outputs["gatewayUrl"] = gateway.url
+    return gateway
 
 
 def _migration(

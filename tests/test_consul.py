@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from components.consul_values import GATEWAY_COPIED_ANNOTATIONS, LB_SCHEME, LB_TARGET_TYPE, LB_TYPE
+from stacks.phases import PHASE_NAMES
 from stacks.versions import CONSUL_CHART, CONSUL_DATAPLANE_IMAGE, CONSUL_IMAGE, CONSUL_K8S_IMAGE
 
 LOCAL = {"stack": "local"}  # platform kubernetes (kind)
+CRD_GROUPS = ("consul.hashicorp.com", "gateway.networking.k8s.io")
 OPT_INS = {"consul": {"serverReplicas": 3, "meshGateways": True, "peering": True, "demoPrometheus": True}}
 
 
@@ -176,3 +178,14 @@ def test_every_consul_object_uses_the_explicit_provider(default_run):
     consul = default_run.one("consul-mesh-migration:consul:Consul")
     mine = [r for r in default_run.resources if r.custom and consul in default_run.ancestors(r)]
     assert mine and all(r.provider.startswith(provider.urn + "::") for r in mine)
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+@pytest.mark.parametrize("phase", PHASE_NAMES)
+def test_every_consul_and_gateway_api_object_waits_for_the_release_that_installs_its_crd(program, stack, phase):
+    run = program({"phase": phase}, stack=stack)  # the same evaluations as the schema tests: cached
+    assert run.error is None, run.error
+    rel = release(run)
+    crd_objects = [r for r in run.resources if r.type.split(":")[1].rsplit("/", 1)[0] in CRD_GROUPS]
+    assert crd_objects
+    assert [r.name for r in crd_objects if not run.depends_on(r, rel)] == []

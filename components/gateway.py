@@ -1,0 +1,189 @@
+"""The Consul API gateway: one load-balanced entry point routing to the exposed service (`web`).
+
+Objects: the service namespaces (the gateway admits routes only from these), a `Gateway`
+`api-gateway` in `consul`, an `HTTPRoute` and its `RouteTimeoutFilter` in the exposed service's
+namespace, and the `ServiceIntentions` that let `api-gateway` reach that service. The gateway
+controller (in the Consul release) turns the Gateway into a Deployment and a LoadBalancer Service
+named `api-gateway`, copying the load balancer annotations onto that Service.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import gateway_api as gw
+from .consul import Consul, lb_address
+from .consul_crds import IntentionDestination, IntentionSource, RouteTimeoutFilter, ServiceIntentions
+from .consul_crds import custom_resource as consul_resource
+from .consul_values import LB_SOURCE_RANGES, Platform, Scheme, nlb_annotations
+from .kubernetes import ClusterTarget
+
+GATEWAY_NAME = "api-gateway"  # also the Consul service name the intentions allow, and the Service's name
+GATEWAY_CLASS = "consul"  # the class the chart installs
+LISTENER = "http"
+# Generous for a demo request that fans out to one upstream; idle connections are closed after a minute.
+REQUEST_TIMEOUT = "30s"
+IDLE_TIMEOUT = "60s"
+
+
+@dataclass
+class ApiGatewayArgs:
+    target: ClusterTarget
+    consul: Consul
+    scheme: Scheme
+    allowed_cidrs: list[str]
+    service: str  # the exposed service: its Service name, port and namespace
+    service_port: int
+    service_namespace: str
+    route_namespaces: list[str]  # namespaces whose routes the gateway admits: every service's
+
+
+def gateway_annotations(platform: Platform, scheme: Scheme, allowed_cidrs: list[str]) -> dict[str, str]:
+    """What the gateway controller copies to the gateway's Service (see GATEWAY_COPIED_ANNOTATIONS).
+
+    The Service is created by the controller, so its spec.loadBalancerSourceRanges cannot be set;
+    the AWS Load Balancer Controller reads the same allow-list from this annotation.
+    """
+    annotations = nlb_annotations(scheme) if platform == "eks" else {}
+    return {**annotations, LB_SOURCE_RANGES: ",".join(allowed_cidrs)}
+
+
+def wait_for(platform: Platform) -> str:
+    """pulumi.com/waitFor: the Gateway counts as created once Consul has programmed it and, on eks,
+    its NLB has an address, so the Service read right after it reports the hostname."""
+    conditions = ["condition=Programmed"]
+    if platform == "eks":
+        conditions.append("jsonpath={.status.addresses[0].value}")
+    return json.dumps(conditions) if len(conditions) > 1 else conditions[0]
+
+
+def gateway_spec(route_namespaces: list[str]) -> gw.Gateway:
+    # Selector rather than All: only the service namespaces may attach routes to this public entry point.
+    selector = gw.LabelSelector(
+        match_expressions=[
+            gw.LabelSelectorRequirement(
+                key="kubernetes.io/metadata.name", operator="In", values=sorted(set(route_namespaces))
+            )
+        ]
+    )
+    listener = gw.Listener(
+        name=LISTENER,
+        port=80,
+        protocol="HTTP",
+        allowed_routes=gw.AllowedRoutes(namespaces=gw.RouteNamespaces(from_="Selector", selector=selector)),
+    )
+    return gw.Gateway(gateway_class_name=GATEWAY_CLASS, listeners=[listener])
+
+
+def route_spec(service: str, port: int, gateway_namespace: str, timeout_filter: str) -> gw.HTTPRoute:
+    # `/` and `/ui` (fake-service's UI), as the seed routed them, both to the service.
+    return gw.HTTPRoute(
+        parent_refs=[gw.ParentReference(name=GATEWAY_NAME, namespace=gateway_namespace, section_name=LISTENER)],
+        rules=[
+            gw.RouteRule(
+                matches=[
+                    gw.RouteMatch(path=gw.PathMatch(type="PathPrefix", value="/")),
+                    gw.RouteMatch(path=gw.PathMatch(type="PathPrefix", value="/ui")),
+                ],
+                filters=[
+                    gw.RouteFilter(
+                        type="ExtensionRef",
+                        extension_ref=gw.LocalObjectReference(
+                            group="consul.hashicorp.com", kind=RouteTimeoutFilter.KIND, name=timeout_filter
+                        ),
+                    )
+                ],
+                backend_refs=[gw.BackendRef(name=service, port=port)],
+            )
+        ],
+    )
+
+
+class ApiGateway(pulumi.ComponentResource):
+    """The gateway, its route to the exposed service, and the intentions that let traffic through."""
+
+    namespaces: dict[str, k8s.core.v1.Namespace]  # the service namespaces; demo services go into these
+    gateway: k8s.apiextensions.CustomResource
+    route: k8s.apiextensions.CustomResource
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ApiGatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("consul-mesh-migration:gateway:ApiGateway", name, None, opts)
+        provider = args.target.provider
+        consul = args.consul
+        after_consul = [consul.release]  # the chart installs the CRDs and the controllers acting on them
+
+        self.namespaces = {
+            ns: k8s.core.v1.Namespace(
+                f"{name}-namespace-{ns}",
+                metadata={"name": ns},
+                opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            )
+            for ns in sorted(set(args.route_namespaces) | {args.service_namespace})
+        }
+        service_ns = self.namespaces[args.service_namespace].metadata["name"]
+
+        self.gateway = gw.custom_resource(
+            f"{name}-gateway",
+            gateway_spec(args.route_namespaces),
+            name=GATEWAY_NAME,
+            namespace=consul.namespace,
+            annotations={
+                **gateway_annotations(args.target.platform, args.scheme, args.allowed_cidrs),
+                "pulumi.com/waitFor": wait_for(args.target.platform),
+            },
+            provider=provider,
+            parent=self,
+            depends_on=after_consul,
+        )
+        timeout = consul_resource(
+            f"{name}-timeout",
+            RouteTimeoutFilter(request_timeout=REQUEST_TIMEOUT, idle_timeout=IDLE_TIMEOUT),
+            name=f"{args.service}-timeout",
+            namespace=args.service_namespace,
+            provider=provider,
+            parent=self,
+            depends_on=[*after_consul, self.namespaces[args.service_namespace]],
+        )
+        self.route = gw.custom_resource(
+            f"{name}-route",
+            route_spec(args.service, args.service_port, consul.namespace, f"{args.service}-timeout"),
+            name=args.service,
+            namespace=service_ns,
+            provider=provider,
+            parent=self,
+            depends_on=[*after_consul, timeout],  # the filter it references exists first
+        )
+        consul_resource(
+            f"{name}-intentions",
+            ServiceIntentions(
+                destination=IntentionDestination(name=args.service),
+                sources=[
+                    IntentionSource(
+                        name=GATEWAY_NAME, action="allow", description="The API gateway forwards outside requests"
+                    )
+                ],
+            ),
+            name=args.service,
+            namespace=args.service_namespace,
+            provider=provider,
+            parent=self,
+            depends_on=[*after_consul, self.namespaces[args.service_namespace]],
+        )
+
+        # The controller's Service for this Gateway; the id waits for the Gateway, so a preview that
+        # creates the Gateway does not read a Service that does not exist yet.
+        service = k8s.core.v1.Service.get(
+            f"{name}-service",
+            self.gateway.id.apply(lambda _: f"{consul.namespace}/{GATEWAY_NAME}"),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.gateway]),
+        )
+        forward = f"kubectl -n {consul.namespace} port-forward svc/{GATEWAY_NAME} 8080:80"
+        self.url = service.status.apply(
+            lambda st: f"http://{addr}" if (addr := lb_address(st)) else f"http://localhost:8080 after: {forward}"
+        )
+        self.register_outputs({"url": self.url})
