@@ -196,6 +196,11 @@ def _load_balancers(resource_type: str, props: Mapping[str, Any]) -> list[_LoadB
     return []
 
 
+def creates_load_balancer(resource_type: str, props: Mapping[str, Any]) -> bool:
+    """True when the object makes a controller create a cloud load balancer (internal or not)."""
+    return bool(_load_balancers(resource_type, props))
+
+
 def load_balancers_have_allow_lists(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """No internet-facing load balancer without a source-range allow-list.
 
