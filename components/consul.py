@@ -51,7 +51,7 @@ class Consul(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ConsulArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("consul-mesh-migration:consul:Consul", name, None, opts)
-        provider = args.target.provider
+        provider, s = args.target.provider, args.settings
         self.namespace = NAMESPACE
         self.datacenter = args.settings.datacenter
         self.bootstrap_token_secret = f"{NAMESPACE}/{BOOTSTRAP_TOKEN_SECRET}"
@@ -78,6 +78,19 @@ class Consul(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(args.target.ready)),
         )
+
+        lb_services = [
+            what
+            for what, load_balanced in (("UI", s.ui_exposure != "clusterIP"), ("mesh gateway", s.mesh_gateways))
+            if load_balanced
+        ]
+        if args.target.platform == "kubernetes" and lb_services:
+            # Helm's wait counts a LoadBalancer Service ready only once it has an address.
+            pulumi.log.warn(
+                f"the Consul {' and '.join(lb_services)} use a LoadBalancer Service: this cluster needs a load "
+                "balancer implementation (cloud-provider-kind, MetalLB), or the release times out waiting",
+                resource=self,
+            )
 
         if args.settings.ui_exposure == "clusterIP":
             self.ui = pulumi.Output.from_input(ui_port_forward())
