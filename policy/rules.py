@@ -110,11 +110,14 @@ def _kind(resource_type: str) -> tuple[str, str]:
     return parts[1].rsplit("/", 1)[0], parts[2]
 
 
+def chart_name(resource_type: str, props: Mapping[str, Any]) -> str:
+    """The chart of a Helm release or chart resource ("consul" for "hashicorp/consul"); "" for others."""
+    chart = props.get("chart") if resource_type in HELM_TYPES else None
+    return chart.rstrip("/").rsplit("/", 1)[-1] if isinstance(chart, str) else ""
+
+
 def _is_consul_chart(resource_type: str, props: Mapping[str, Any]) -> bool:
-    if resource_type not in HELM_TYPES:
-        return False
-    chart = props.get("chart")
-    return isinstance(chart, str) and chart.rstrip("/").rsplit("/", 1)[-1] == "consul"
+    return chart_name(resource_type, props) == "consul"
 
 
 # --- Consul: TLS and ACLs -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,7 +34,7 @@ from typing import Any, Protocol
 import yaml
 from pulumi import automation as auto
 
-from policy.rules import creates_load_balancer
+from policy.rules import chart_name, creates_load_balancer
 from stacks.config import PROJECT
 from stacks.phases import PHASE_NAMES, Phase
 
@@ -197,7 +198,7 @@ def teardown_problems(resources: Sequence[Mapping[str, Any]]) -> list[str]:
         return seen
 
     def charts(name: str) -> list[Mapping[str, Any]]:
-        return [r for r in resources if r.get("type", "").startswith("kubernetes:helm.sh/") and _chart(r) == name]
+        return [r for r in resources if chart_name(r.get("type", ""), r.get("inputs") or {}) == name]
 
     controllers, consul = charts(LB_CONTROLLER_CHART), charts(CONSUL_CHART)
     problems = []
@@ -212,11 +213,6 @@ def teardown_problems(resources: Sequence[Mapping[str, Any]]) -> list[str]:
         if typ.endswith(":Gateway") and any(c["urn"] not in deps for c in consul):
             problems.append(f"{label} does not depend on the Consul release, whose controller removes its Service")
     return problems
-
-
-def _chart(resource: Mapping[str, Any]) -> str:
-    chart = (resource.get("inputs") or {}).get("chart")
-    return chart.rstrip("/").rsplit("/", 1)[-1] if isinstance(chart, str) else ""
 
 
 # --- the operations -------------------------------------------------------------------------------------
@@ -382,6 +378,8 @@ class Demos:
 
 def local_demos(root: Path = ROOT, env: Mapping[str, str] = os.environ) -> Demos:
     """Demos on the Pulumi CLI: state in $PULUMI_BACKEND_URL or <repo>/.pulumi-state."""
+    if shutil.which("pulumi") is None:
+        raise DemoError("the Pulumi CLI is needed: https://www.pulumi.com/docs/install/")
     url = backend_url(env, root)
     if url.startswith("file://"):
         Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
