@@ -231,8 +231,8 @@ def _ui_service(s: ConsulSettings) -> UiService:
 def _mesh_gateway(s: ConsulSettings) -> MeshGateway:
     if not s.mesh_gateways:
         return MeshGateway(enabled=False)
-    # A peer in another network dials it; only mTLS with certificates from this mesh's CA gets through.
-    annotations = _yaml_map(nlb_annotations("internet-facing")) if s.platform == "eks" else None
+    # Internal: peers reach it across VPC peering or a transit gateway, never from the internet.
+    annotations = _yaml_map(nlb_annotations("internal")) if s.platform == "eks" else None
     return MeshGateway(enabled=True, service=MeshGatewayService(annotations=annotations))
 
 

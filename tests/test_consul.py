@@ -112,6 +112,7 @@ def test_opt_ins_and_three_servers_by_config(program):
     assert v["meshGateway"]["enabled"] is True
     annotations = v["meshGateway"]["service"]["annotations"]
     assert f'{LB_TYPE}: "external"' in annotations and f'{LB_TARGET_TYPE}: "ip"' in annotations
+    assert f'{LB_SCHEME}: "internal"' in annotations  # no internet-facing load balancer without an allow-list
 
 
 def test_the_ui_is_reached_by_port_forward_by_default(default_run):

@@ -63,7 +63,7 @@ def test_coredns_forwards_to_the_ip_the_chart_gives_consul_dns(program):
     for run in (program({}), program({}, **LOCAL)):
         assert run.error is None, run.error
         consul_ip = run.one("kubernetes:helm.sh/v3:Release", "consul-release").inputs["values"]["dns"]["clusterIP"]
-        addons = run.of_type("aws:eks/addon:Addon")
+        addons = [r for r in run.of_type("aws:eks/addon:Addon") if r.inputs["addonName"] == "coredns"]
         text = (
             json.loads(addons[0].inputs["configurationValues"])["corefile"]
             if addons

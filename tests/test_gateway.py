@@ -129,9 +129,19 @@ def test_every_gateway_object_waits_for_the_consul_release_and_uses_the_explicit
         assert res.provider.startswith(provider.urn + "::"), res.name
 
 
-def test_another_service_can_be_the_one_exposed(program):
-    run = program({"gateway": {"service": "api"}}, **LOCAL)
+def test_the_exposed_service_its_namespace_and_port_come_from_config(program):
+    services = [
+        {"name": "api", "migrates": True},
+        {"name": "web", "upstreams": ["api"]},
+        {"name": "shop", "namespace": "store", "port": 8080},
+    ]
+    run = program({"services": services, "gateway": {"service": "shop"}}, **LOCAL)
     assert run.error is None, run.error
     route = run.one(ROUTE)
-    assert route.k8s_namespace == "api"
-    assert route.inputs["spec"]["rules"][0]["backendRefs"] == [{"name": "api", "port": 9091}]
+    assert (route.k8s_namespace, route.k8s_name) == ("store", "shop")
+    assert route.inputs["spec"]["rules"][0]["backendRefs"] == [{"name": "shop", "port": 8080}]
+    intentions = run.one(INTENTIONS, k8s_name="shop")
+    assert intentions.k8s_namespace == "store"
+    assert intentions.inputs["spec"]["destination"] == {"name": "shop"}
+    selector = run.one(GATEWAY).inputs["spec"]["listeners"][0]["allowedRoutes"]["namespaces"]["selector"]
+    assert selector["matchExpressions"][0]["values"] == ["api", "store", "web"]
