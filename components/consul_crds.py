@@ -27,7 +27,9 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_leng
 
 
 class _Model(BaseModel):
-    # snake_case in Python, camelCase in the CRD; acronyms (mutualTLSMode) get explicit aliases.
+    # snake_case in Python, camelCase in the CRD. Where to_camel misspells an acronym (mutualTLSMode)
+    # the field names the key as validation and serialization alias, not `alias`, so that type
+    # checkers keep the Python name in the constructor.
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
@@ -53,7 +55,9 @@ class ServiceDefaults(Spec):
     KIND: ClassVar[str] = "ServiceDefaults"
 
     protocol: Protocol | None = None
-    mutual_tls_mode: MutualTLSMode | None = Field(default=None, alias="mutualTLSMode")
+    mutual_tls_mode: MutualTLSMode | None = Field(
+        default=None, validation_alias="mutualTLSMode", serialization_alias="mutualTLSMode"
+    )
     transparent_proxy: ServiceTransparentProxy | None = None
 
 
@@ -112,7 +116,9 @@ class Mesh(Spec):
     FIXED_NAME: ClassVar[str | None] = "mesh"
 
     # Must be true for any service-defaults or proxy-defaults to set mutualTLSMode permissive.
-    allow_enabling_permissive_mutual_tls: bool = Field(alias="allowEnablingPermissiveMutualTLS")
+    allow_enabling_permissive_mutual_tls: bool = Field(
+        validation_alias="allowEnablingPermissiveMutualTLS", serialization_alias="allowEnablingPermissiveMutualTLS"
+    )
     transparent_proxy: MeshTransparentProxy
 
 

@@ -15,10 +15,12 @@ from components.consul_values import ConsulSettings
 from components.dns import ConsulDnsArgs, ConsulDnsForwarding
 from components.gateway import ApiGateway, ApiGatewayArgs
 from components.kubernetes import ClusterTarget, ExistingCluster, ExistingClusterArgs
+from components.mesh_config import MeshConfig, MeshConfigArgs
+from components.services import DemoServices, DemoServicesArgs, check_topology, verify
 
 from .config import PROJECT, ConfigError, StackConfig
 from .guard import PhaseJumpError, check_step
-from .phases import Phase
+from .phases import Phase, mesh_state
 
 
 def check_environment(cfg: StackConfig) -> None:
@@ -152,3 +154,38 @@ def _migration(
     outputs: dict[str, Any],
 ) -> None:
     """Demo services and per-phase Consul config entries (issue 5); every object waits for `gate`."""
+    state = mesh_state(cfg.phase)
+    try:
+        check_topology(cfg.services, cfg.gateway.service)
+    except ValueError as e:
+        raise ConfigError(f"config {PROJECT}:services: {e}") from None
+    # A refused step fails `gate`, so no migration object is registered and none changes. The
+    # platform's readiness (the LB controller's webhook) and the Consul release (CRDs, injector)
+    # come first too.
+    after = gate.apply(lambda _: [*target.ready, consul.release])
+    config = MeshConfig(
+        "mesh-config",
+        MeshConfigArgs(
+            services=cfg.services,
+            state=state,
+            provider=target.provider,
+            global_namespace=consul.namespace,
+            namespaces=gateway.namespaces,
+            depends_on=after,
+        ),
+    )
+    DemoServices(
+        "services",
+        DemoServicesArgs(
+            services=cfg.services,
+            state=state,
+            image=cfg.versions.fake_service_image,
+            provider=target.provider,
+            namespaces=gateway.namespaces,
+            depends_on=after,
+            config_entries={s.name: config.needed_by(s) for s in cfg.services},
+        ),
+    )
+    outputs["verify"] = gateway.url.apply(
+        lambda url: verify(cfg.services, state, cfg.gateway.service, url.split()[0])  # on kind: after its hint
+    )
