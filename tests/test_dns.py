@@ -45,6 +45,9 @@ def test_on_eks_the_coredns_add_on_carries_the_corefile_so_add_on_updates_keep_i
     assert addon.inputs["resolveConflictsOnUpdate"] == "OVERWRITE"
     assert addon.inputs["clusterName"]
     assert json.loads(addon.inputs["configurationValues"]) == {"corefile": corefile("eks", "172.20.0.53")}
+    assert addon.inputs["preserve"] is True  # deleting the add-on never removes cluster DNS
+    [controller] = [r for r in run.of_type("kubernetes:helm.sh/v3:Release") if "load-balancer" in r.inputs["chart"]]
+    assert run.depends_on(addon, controller)  # nodes are up, so the add-on can turn ACTIVE
     assert not run.of_type("kubernetes:core/v1:ConfigMapPatch")
 
 
