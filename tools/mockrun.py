@@ -217,7 +217,7 @@ def run_program(
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
             run.calls.append({"token": args.token, "args": args.args})
-            return _fake_call(args.token, args.args), None
+            return _fake_call(args.token, args.args), []  # no check failures (None breaks MockMonitor.Invoke)
 
     class Monitor(pm.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:
