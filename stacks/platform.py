@@ -81,7 +81,73 @@ def _platform(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
 
 
 def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
-    raise ConfigError("platform eks: not built yet")
+    """VPC -> EKS with managed nodes and EBS CSI -> AWS Load Balancer Controller (issue 3).
+
+    The controller waits for the nodes; whatever creates a Service waits for `ready` (the controller
+    and the default StorageClass), so destroy removes load balancers before the controller and the
+    controller before the nodes, the cluster and the VPC.
+    """
+    from components.cluster import EksCluster, EksClusterArgs, eks_cluster_name
+    from components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
+    from components.network import Network, NetworkArgs
+
+    n, c, v = cfg.network, cfg.cluster, cfg.versions
+    name = eks_cluster_name(pulumi.get_project(), pulumi.get_stack())
+    public, private = n.subnet_cidrs()
+    network = Network(
+        "network",
+        NetworkArgs(
+            cidr=str(n.cidr),
+            public_subnets=[str(s) for s in public],
+            private_subnets=[str(s) for s in private],
+            nat_gateways=n.nat_gateways,
+            cluster_name=name,
+            protect=c.protect,
+        ),
+    )
+    cluster = EksCluster(
+        "cluster",
+        EksClusterArgs(
+            cluster_name=name,
+            kubernetes_version=v.kubernetes,
+            vpc_id=network.vpc_id,
+            public_subnet_ids=network.public_subnet_ids,
+            private_subnet_ids=network.private_subnet_ids,
+            instance_types=list(c.instance_types),
+            min_size=c.min_size,
+            desired_size=c.desired_size,
+            max_size=c.max_size,
+            admin_role_arns=list(c.admin_role_arns),
+            public_access_cidrs=[str(r) for r in c.public_access_cidrs],
+            log_types=list(c.log_types),
+            service_cidr=str(c.service_cidr),
+            ebs_csi_addon_version=v.ebs_csi_addon,
+            protect=c.protect,
+        ),
+    )
+    controller = LoadBalancerController(
+        "lb-controller",
+        LoadBalancerControllerArgs(
+            provider=cluster.provider,
+            cluster_name=cluster.cluster_name,
+            region=cluster.region,
+            vpc_id=network.vpc_id,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer=cluster.oidc_issuer,
+            chart_version=v.lb_controller_chart,
+            partition=cluster.partition,
+            depends_on=[cluster.node_group],
+        ),
+    )
+    outputs["clusterName"] = cluster.cluster_name
+    outputs["vpcId"] = network.vpc_id
+    outputs["kubeconfig"] = cluster.kubeconfig  # a secret
+    return ClusterTarget(
+        platform="eks",
+        provider=cluster.provider,
+        ready=[controller.release, cluster.default_storage_class],
+        cluster_name=cluster.cluster_name,
+    )
 
 
 def _consul(cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any]) -> Consul:

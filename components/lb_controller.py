@@ -1,0 +1,94 @@
+"""The AWS Load Balancer Controller: its IAM role (IRSA) and its Helm release in kube-system.
+
+The chart's service mutator webhook (failurePolicy Fail) rejects every Service created while the
+controller is not ready, ClusterIP ones included. So the release waits for its pods (Helm's wait,
+no skip_await), and everything that creates a Service must depend on `release` (ClusterTarget.ready).
+That dependency also orders `pulumi destroy`: Services and their load balancers go first, then the
+controller, then the nodes, the cluster and the VPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from .cluster import irsa_trust_policy
+from .lb_controller_policy import controller_policy_json
+
+CHART = "aws-load-balancer-controller"
+CHART_REPO = "https://aws.github.io/eks-charts"
+RELEASE_NAME = "aws-load-balancer-controller"
+NAMESPACE = "kube-system"
+SERVICE_ACCOUNT = "aws-load-balancer-controller"  # the subject the role trusts; the chart must use exactly this
+
+
+@dataclass
+class LoadBalancerControllerArgs:
+    provider: k8s.Provider
+    cluster_name: pulumi.Input[str]
+    region: str
+    vpc_id: pulumi.Input[str]
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    chart_version: str
+    partition: str = "aws"
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)  # the nodes its pods run on
+
+
+def chart_values(
+    cluster_name: pulumi.Input[str], region: str, vpc_id: pulumi.Input[str], role_arn: pulumi.Input[str]
+) -> dict[str, Any]:
+    """Region and VPC are given because pods cannot reach the instance metadata (IMDSv2 hop limit 1)."""
+    return {
+        "clusterName": cluster_name,
+        "region": region,
+        "vpcId": vpc_id,
+        "serviceAccount": {
+            "create": True,
+            "name": SERVICE_ACCOUNT,
+            "annotations": {"eks.amazonaws.com/role-arn": role_arn},
+        },
+        # Reuse the webhook's TLS Secret on upgrade instead of a new CA on every values change.
+        "keepTLSSecret": True,
+    }
+
+
+class LoadBalancerController(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+    role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LoadBalancerControllerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("consul-mesh-migration:lb_controller:LoadBalancerController", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        policy = aws.iam.Policy(
+            f"{name}-policy",
+            description="AWS Load Balancer Controller: the project's official policy, action for action",
+            policy=controller_policy_json(args.partition),
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=irsa_trust_policy(args.oidc_provider_arn, args.oidc_issuer, NAMESPACE, SERVICE_ACCOUNT),
+            opts=child,
+        )
+        attachment = aws.iam.RolePolicyAttachment(f"{name}-policy", role=role.name, policy_arn=policy.arn, opts=child)
+        self.role_arn = role.arn
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            k8s.helm.v3.ReleaseArgs(
+                name=RELEASE_NAME,
+                chart=CHART,
+                version=args.chart_version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPO),
+                namespace=NAMESPACE,
+                values=chart_values(args.cluster_name, args.region, args.vpc_id, role.arn),
+                timeout=600,  # image pull and two replicas on fresh nodes
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[attachment, *args.depends_on]),
+        )
+        self.register_outputs({"roleArn": self.role_arn})

@@ -1,0 +1,152 @@
+"""The VPC for platform eks: public and private subnets in each zone, an internet gateway and NAT.
+
+Plain pulumi_aws rather than awsx.ec2.Vpc: every subnet, route and NAT gateway is a resource of its
+own, visible in `pulumi preview` and in the mock tests, and no extra provider plugin is needed.
+
+Load balancers go in the public subnets (internet-facing) or the private ones (internal): the AWS
+Load Balancer Controller finds them by the `kubernetes.io/role/*` tags. Nodes go in the private
+subnets and reach the internet through NAT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_aws as aws
+
+ELB_ROLE_TAG = "kubernetes.io/role/elb"
+INTERNAL_ELB_ROLE_TAG = "kubernetes.io/role/internal-elb"
+
+
+def cluster_tag(cluster_name: str) -> str:
+    """The subnet tag that marks a subnet as usable by this cluster (and no other)."""
+    return f"kubernetes.io/cluster/{cluster_name}"
+
+
+@dataclass
+class NetworkArgs:
+    cidr: str
+    public_subnets: list[str]  # one CIDR per zone
+    private_subnets: list[str]
+    nat_gateways: Literal["single", "perAz"]
+    cluster_name: str  # the EKS cluster that will use the subnets
+    protect: bool  # guard the VPC against deletion and replacement
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
+    availability_zones: list[str]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("consul-mesh-migration:network:Network", name, None, opts)
+        if len(args.public_subnets) != len(args.private_subnets):
+            raise ValueError("give one public and one private subnet per zone")
+        child = pulumi.ResourceOptions(parent=self)
+        self.availability_zones = _zones(len(args.public_subnets))
+        shared = {cluster_tag(args.cluster_name): "shared"}
+
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=args.cidr,
+            enable_dns_hostnames=True,  # EKS nodes and the private API endpoint need both
+            enable_dns_support=True,
+            tags={"Name": f"{name}-vpc"},
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"{name}-igw"}, opts=child)
+
+        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags={"Name": f"{name}-public"}, opts=child)
+        aws.ec2.Route(
+            f"{name}-public-default",
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id,
+            opts=child,
+        )
+
+        public: list[aws.ec2.Subnet] = []
+        private: list[aws.ec2.Subnet] = []
+        for i, zone in enumerate(self.availability_zones):
+            # No public IPs on launch: nothing but NAT gateways (Elastic IPs) and load balancers lives here.
+            subnet = aws.ec2.Subnet(
+                f"{name}-public-{i}",
+                vpc_id=vpc.id,
+                cidr_block=args.public_subnets[i],
+                availability_zone=zone,
+                map_public_ip_on_launch=False,
+                tags={"Name": f"{name}-public-{zone}", ELB_ROLE_TAG: "1", **shared},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{i}", subnet_id=subnet.id, route_table_id=public_rt.id, opts=child
+            )
+            public.append(subnet)
+            private.append(
+                aws.ec2.Subnet(
+                    f"{name}-private-{i}",
+                    vpc_id=vpc.id,
+                    cidr_block=args.private_subnets[i],
+                    availability_zone=zone,
+                    map_public_ip_on_launch=False,
+                    tags={"Name": f"{name}-private-{zone}", INTERNAL_ELB_ROLE_TAG: "1", **shared},
+                    opts=child,
+                )
+            )
+
+        # One NAT gateway in the first zone (demo cost), or one per zone so that losing a zone does
+        # not cut the others off the internet.
+        nat_count = len(public) if args.nat_gateways == "perAz" else 1
+        nats = []
+        for i in range(nat_count):
+            eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags={"Name": f"{name}-nat-{i}"}, opts=child)
+            nats.append(
+                aws.ec2.NatGateway(
+                    f"{name}-nat-{i}",
+                    allocation_id=eip.id,
+                    subnet_id=public[i].id,
+                    tags={"Name": f"{name}-nat-{self.availability_zones[i]}"},
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                )
+            )
+
+        # A route table per private subnet, so switching natGateways only changes routes.
+        for i, subnet in enumerate(private):
+            rt = aws.ec2.RouteTable(
+                f"{name}-private-{i}", vpc_id=vpc.id, tags={"Name": f"{name}-private-{i}"}, opts=child
+            )
+            aws.ec2.Route(
+                f"{name}-private-{i}-default",
+                route_table_id=rt.id,
+                destination_cidr_block="0.0.0.0/0",
+                nat_gateway_id=nats[i % nat_count].id,
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=rt.id, opts=child)
+
+        self.vpc_id = vpc.id
+        self.public_subnet_ids = [s.id for s in public]
+        self.private_subnet_ids = [s.id for s in private]
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "publicSubnetIds": self.public_subnet_ids,
+                "privateSubnetIds": self.private_subnet_ids,
+            }
+        )
+
+
+def _zones(count: int) -> list[str]:
+    """The first `count` regular availability zones of the region (no Local or Wavelength Zones)."""
+    zones = aws.get_availability_zones(
+        state="available",
+        filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+    ).names
+    if len(zones) < count:
+        raise pulumi.RunError(
+            f"network.azCount is {count} but the region has {len(zones)} available zones: {', '.join(zones)}"
+        )
+    return list(zones[:count])
