@@ -3,7 +3,10 @@
 # EKS standard support for 1.35 runs until March 2027; 1.34 leaves it on 2 December 2026.
 KUBERNETES = "1.35"
 
-# EKS managed add-ons, pinned to builds published for KUBERNETES.
+# EKS managed add-ons, pinned to builds published for KUBERNETES. The EKS user guide lists only the
+# newest build per Kubernetes version; to see every build a version accepts:
+#   aws eks describe-addon-versions --kubernetes-version 1.35 --addon-name aws-ebs-csi-driver \
+#     --query 'addons[0].addonVersions[].addonVersion'        (and --addon-name coredns)
 EBS_CSI_ADDON = "v1.53.0-eksbuild.1"
 COREDNS_ADDON = "v1.13.1-eksbuild.1"
 
