@@ -34,7 +34,9 @@ def _manifests(run) -> list[dict[str, Any]]:
     for res in run.resources:
         parts = res.type.split(":")
         if not res.custom or parts[0] != "kubernetes" or len(parts) != 3 or "/" not in parts[1]:
-            continue  # providers, components, helm releases
+            continue  # providers and components
+        if parts[1].startswith("helm.sh/"):
+            continue  # a Helm release is not an object; the chart's values are checked on their own
         group_version, kind = parts[1], parts[2]
         if group_version.rsplit("/", 1)[0] in CRD_GROUPS or group_version.startswith("apiextensions"):
             continue
