@@ -23,19 +23,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ["discovery", "permissive", "strict", "virtual", "hardened"]
 
-SDKS = ("pulumi", "pulumi_aws", "pulumi_eks", "pulumi_kubernetes", "pydantic")
-
 # One evaluation in a child interpreter; prints the resource count and any error as JSON.
 CHILD = """\
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from tools.mockrun import run_program
+SDKS = ("pulumi", "pulumi_aws", "pulumi_eks", "pulumi_kubernetes", "pydantic")
 main = Path(sys.argv[4]) if len(sys.argv) > 4 else None
 run = run_program({"phase": sys.argv[3]}, stack=sys.argv[2], main=main)
-sdk = sorted(m for m in sys.modules if m.split(".")[0] in %r)
+sdk = sorted(m for m in sys.modules if m.split(".")[0] in SDKS)
 print(json.dumps({"resources": len(run.resources), "error": run.error, "modules": sdk}))
-""" % (SDKS,)
+"""
 
 
 def measure(stack: str, phase: str, main: Path | None, repeat: int) -> tuple[float, int, list[str]]:

@@ -58,6 +58,7 @@ class Run:
     config: dict[str, str]
     resources: list[Resource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
     error: str | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
 
@@ -263,6 +264,8 @@ def run_program(
 
     mocks = Mocks()
     project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
+    # A fresh root stack per run: set_mocks keeps the previous one, and with it the previous outputs.
+    pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=Monitor(mocks))
     pulumi.runtime.set_all_config(run.config, [])
     if str(PROJECT_DIR) not in sys.path:
@@ -282,6 +285,10 @@ def run_program(
 
             all_outputs = pulumi.Output.all(*[exported[k] for k in keys]).apply(collect)
             _sync_await(run_pulumi_func(lambda: _sync_await(all_outputs.future())))
+            for key in keys:
+                value = exported[key]
+                if isinstance(value, pulumi.Output) and _sync_await(value.is_secret()):
+                    run.secret_outputs.add(key)
     except Exception as e:  # the caller inspects run.error
         run.error = f"{type(e).__name__}: {e}"
     finally:
