@@ -102,27 +102,6 @@ def workloads(services: Sequence[ServiceConfig], state: MeshState) -> list[Workl
     return out
 
 
-def check_topology(services: Sequence[ServiceConfig], exposed: str) -> None:
-    """Refuse service graphs the migration cannot serve; ValueError names the edge."""
-    by_name = {s.name: s for s in services}
-    for s in services:
-        for up in s.upstreams:
-            # The legacy (non-mesh) version would call a service that is always in the mesh, whose
-            # default mutualTLSMode is strict: those calls fail from the first phase.
-            if s.migrates and not by_name[up].migrates:
-                raise ValueError(
-                    f"service {s.name!r} migrates, so its v1 runs outside the mesh and cannot call {up!r}, which "
-                    f"is in the mesh from the start; make {up!r} migrate too, or drop the upstream"
-                )
-            # The gateway component owns the ServiceIntentions of the service it exposes; Consul
-            # takes one ServiceIntentions per destination.
-            if up == exposed:
-                raise ValueError(
-                    f"service {s.name!r} lists {up!r} as an upstream, but {up!r} is the gateway's service "
-                    "and its intentions belong to the gateway; expose another service or drop the upstream"
-                )
-
-
 # --- Kubernetes objects ---------------------------------------------------------------------------
 
 

@@ -226,6 +226,21 @@ class StackConfig(_Model):
                     raise ValueError(
                         f"services[{i}].upstreams: {up!r} is not another service; allowed: {_others(names, s.name)}"
                     )
+        for i, s in enumerate(self.services):
+            for up in s.upstreams:
+                callee = self.service(up)
+                # A legacy v1 runs outside the mesh; a service in the mesh from the start is strict mTLS.
+                if s.migrates and not callee.migrates:
+                    raise ValueError(
+                        f"services[{i}]: {s.name!r} migrates, so its v1 runs outside the mesh and cannot call "
+                        f"{up!r}, which is in the mesh from the start; make {up!r} migrate too, or drop the upstream"
+                    )
+                # Consul takes one ServiceIntentions per destination; the gateway's service has the gateway's.
+                if up == self.gateway.service:
+                    raise ValueError(
+                        f"services[{i}].upstreams: {up!r} is the gateway's service and its intentions belong to "
+                        "the gateway; expose another service (gateway.service) or drop the upstream"
+                    )
         if self.gateway.service not in names:
             raise ValueError(f"gateway.service {self.gateway.service!r} is not a service; allowed: {', '.join(names)}")
         if self.consul.dns_cluster_ip not in self.cluster.service_cidr:
