@@ -81,6 +81,8 @@ class EksClusterArgs:
     log_types: list[str]
     service_cidr: str
     ebs_csi_addon_version: str
+    kube_proxy_addon_version: str
+    vpc_cni_addon_version: str
     protect: bool  # guards the cluster and its secrets key against deletion and replacement
     node_volume_size: int = 30
 
@@ -148,6 +150,9 @@ class EksCluster(pulumi.ComponentResource):
             enabled_cluster_log_types=args.log_types,
             create_oidc_provider=True,  # IRSA
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),  # components/dns.py owns CoreDNS
+            # Pinned: left unset, pulumi-eks would take the newest build on every `up`.
+            kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(version=args.kube_proxy_addon_version),
+            vpc_cni_options=eks.VpcCniOptionsArgs(addon_version=args.vpc_cni_addon_version),
             deletion_protection=args.protect,
             # No storage_classes: EKS (1.30 and later) no longer marks its gp2 class default, so the
             # encrypted gp3 class below is the only default.

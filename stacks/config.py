@@ -188,6 +188,8 @@ class VersionsConfig(_Model):
     kubernetes: Annotated[str, Field(pattern=_K8S_MINOR)] = versions.KUBERNETES
     ebs_csi_addon: Annotated[str, Field(pattern=_ADDON)] = versions.EBS_CSI_ADDON
     coredns_addon: Annotated[str, Field(pattern=_ADDON)] = versions.COREDNS_ADDON
+    kube_proxy_addon: Annotated[str, Field(pattern=_ADDON)] = versions.KUBE_PROXY_ADDON
+    vpc_cni_addon: Annotated[str, Field(pattern=_ADDON)] = versions.VPC_CNI_ADDON
     lb_controller_chart: Annotated[str, Field(pattern=_SEMVER)] = versions.LB_CONTROLLER_CHART
     consul_chart: Annotated[str, Field(pattern=_SEMVER)] = versions.CONSUL_CHART
     consul_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CONSUL_IMAGE

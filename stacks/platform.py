@@ -10,12 +10,15 @@ from typing import Any
 
 import pulumi
 
+from components.cluster import EksCluster, EksClusterArgs, eks_cluster_name
 from components.consul import Consul, ConsulArgs
 from components.consul_values import ConsulSettings
 from components.dns import ConsulDnsArgs, ConsulDnsForwarding
 from components.gateway import ApiGateway, ApiGatewayArgs
 from components.kubernetes import ClusterTarget, ExistingCluster, ExistingClusterArgs
+from components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.mesh_config import MeshConfig, MeshConfigArgs
+from components.network import Network, NetworkArgs
 from components.services import DemoServices, DemoServicesArgs, verify
 
 from .config import PROJECT, ConfigError, StackConfig
@@ -87,10 +90,6 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
     and the default StorageClass), so destroy removes load balancers before the controller and the
     controller before the nodes, the cluster and the VPC.
     """
-    from components.cluster import EksCluster, EksClusterArgs, eks_cluster_name
-    from components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
-    from components.network import Network, NetworkArgs
-
     n, c, v = cfg.network, cfg.cluster, cfg.versions
     name = eks_cluster_name(pulumi.get_project(), pulumi.get_stack())
     public, private = n.subnet_cidrs()
@@ -122,6 +121,8 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
             log_types=list(c.log_types),
             service_cidr=str(c.service_cidr),
             ebs_csi_addon_version=v.ebs_csi_addon,
+            kube_proxy_addon_version=v.kube_proxy_addon,
+            vpc_cni_addon_version=v.vpc_cni_addon,
             protect=c.protect,
         ),
     )

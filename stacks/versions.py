@@ -6,9 +6,11 @@ KUBERNETES = "1.35"
 # EKS managed add-ons, pinned to builds published for KUBERNETES. The EKS user guide lists only the
 # newest build per Kubernetes version; to see every build a version accepts:
 #   aws eks describe-addon-versions --kubernetes-version 1.35 --addon-name aws-ebs-csi-driver \
-#     --query 'addons[0].addonVersions[].addonVersion'        (and --addon-name coredns)
+#     --query 'addons[0].addonVersions[].addonVersion'   (and coredns, kube-proxy, vpc-cni)
 EBS_CSI_ADDON = "v1.53.0-eksbuild.1"
 COREDNS_ADDON = "v1.13.1-eksbuild.1"
+KUBE_PROXY_ADDON = "v1.35.3-eksbuild.2"
+VPC_CNI_ADDON = "v1.21.1-eksbuild.8"
 
 # AWS Load Balancer Controller chart (appVersion v3.5.0) from https://aws.github.io/eks-charts
 LB_CONTROLLER_CHART = "3.5.0"

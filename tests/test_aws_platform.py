@@ -34,6 +34,8 @@ WIDE = {
         "kubernetes": "1.34",
         "ebsCsiAddon": "v1.52.1-eksbuild.1",
         "corednsAddon": "v1.12.4-eksbuild.1",
+        "kubeProxyAddon": "v1.34.6-eksbuild.2",
+        "vpcCniAddon": "v1.20.4-eksbuild.1",
         "lbControllerChart": "3.4.3",
     },
 }
@@ -183,12 +185,32 @@ def test_the_cluster_name_is_the_stack_and_valid_for_eks():
 
 def test_versions_are_pinned_in_one_place_and_overridable(dev, wide):
     expected = {
-        "dev": (versions.KUBERNETES, versions.EBS_CSI_ADDON, versions.COREDNS_ADDON, versions.LB_CONTROLLER_CHART),
-        "wide": ("1.34", "v1.52.1-eksbuild.1", "v1.12.4-eksbuild.1", "3.4.3"),
+        "dev": (
+            versions.KUBERNETES,
+            versions.EBS_CSI_ADDON,
+            versions.COREDNS_ADDON,
+            versions.KUBE_PROXY_ADDON,
+            versions.VPC_CNI_ADDON,
+            versions.LB_CONTROLLER_CHART,
+        ),
+        "wide": (
+            "1.34",
+            "v1.52.1-eksbuild.1",
+            "v1.12.4-eksbuild.1",
+            "v1.34.6-eksbuild.2",
+            "v1.20.4-eksbuild.1",
+            "3.4.3",
+        ),
     }
-    for run, (kubernetes, ebs_csi, coredns, chart) in ((dev, expected["dev"]), (wide, expected["wide"])):
+    for run, (kubernetes, ebs_csi, coredns, kube_proxy, vpc_cni, chart) in (
+        (dev, expected["dev"]),
+        (wide, expected["wide"]),
+    ):
         addons = {a.inputs["addonName"]: a.inputs["addonVersion"] for a in run.of_type("aws:eks/addon:Addon")}
         assert cluster(run).inputs["version"] == kubernetes
+        # pulumi-eks creates these two inside the cluster component; the pins reach it.
+        assert cluster(run).inputs["kubeProxyAddonOptions"]["version"] == kube_proxy
+        assert cluster(run).inputs["vpcCniOptions"]["addonVersion"] == vpc_cni
         assert addons == {"aws-ebs-csi-driver": ebs_csi, "coredns": coredns}
         assert lb_release(run).inputs["version"] == chart
 
