@@ -48,3 +48,14 @@ def test_an_unknown_deployed_phase_needs_the_override():
 def test_allowed_phases_at_the_ends():
     assert allowed_phases(D) == [D, P]
     assert allowed_phases(H) == [V, H]
+
+
+def test_a_refused_step_leaves_nothing_behind_for_the_next_evaluation():
+    """The plan, the benchmark and these tests evaluate many configs in one process."""
+    from tools.mockrun import run_program
+
+    refused = run_program({"phase": "hardened"}, stack="local", deployed={"phase": "discovery"})
+    assert refused.error is not None
+    allowed = run_program({"phase": "strict"}, stack="local", deployed={"phase": "strict"})
+    assert allowed.error is None, allowed.error
+    assert allowed.outputs["phase"] == "strict"

@@ -264,7 +264,7 @@ def run_program(
 
     mocks = Mocks()
     project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
-    # A fresh root stack per run: set_mocks keeps the previous one, and with it the previous outputs.
+    # A fresh root stack per run: set_mocks keeps the last one, and with it the last outputs.
     pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=Monitor(mocks))
     pulumi.runtime.set_all_config(run.config, [])
@@ -291,6 +291,22 @@ def run_program(
                     run.secret_outputs.add(key)
     except Exception as e:  # the caller inspects run.error
         run.error = f"{type(e).__name__}: {e}"
+        _drain()
     finally:
         os.chdir(cwd)
     return run
+
+
+def _drain() -> None:
+    """Settle what a failed run left pending, so that its errors don't surface in the next run."""
+    import asyncio
+
+    from pulumi.runtime.settings import SETTINGS, _get_rpc_manager
+
+    loop = asyncio.get_event_loop()
+    tracked: set[asyncio.Future[Any]] = SETTINGS.outputs  # type: ignore[attr-defined]  # a context property
+    while tracked:
+        pending = list(tracked)
+        tracked.clear()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    _get_rpc_manager().clear()
