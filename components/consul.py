@@ -56,10 +56,13 @@ class Consul(pulumi.ComponentResource):
         self.datacenter = args.settings.datacenter
         self.bootstrap_token_secret = f"{NAMESPACE}/{BOOTSTRAP_TOKEN_SECRET}"
 
+        # The gateway's LoadBalancer Service is made by Consul's controller, outside the graph. Deleting
+        # the namespace waits until that Service's finalizer (the LB controller releasing the NLB) has
+        # run, so the namespace must go before the controller does: it depends on target.ready.
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": NAMESPACE},
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(args.target.ready)),
         )
         # On eks the load balancer controller's webhook rejects Services until it is ready, and the
         # servers' volumes need the default StorageClass: target.ready holds both. Being a dependent

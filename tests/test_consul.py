@@ -174,6 +174,18 @@ def test_on_eks_the_release_waits_for_the_load_balancer_controller_and_the_defau
     assert run.depends_on(rel, default_class[0])
 
 
+def test_the_consul_namespace_is_deleted_before_the_load_balancer_controller(program):
+    """Its deletion waits for the gateway's Service, whose finalizer the controller runs to free the NLB."""
+    run = program({})
+    namespace = run.one("kubernetes:core/v1:Namespace", k8s_name="consul")
+    controller = next(
+        r
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs.get("chart", "").endswith("aws-load-balancer-controller")
+    )
+    assert run.depends_on(namespace, controller)
+
+
 def test_every_consul_object_uses_the_explicit_provider(default_run):
     provider = default_run.one("pulumi:providers:kubernetes")
     consul = default_run.one("consul-mesh-migration:consul:Consul")

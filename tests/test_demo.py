@@ -331,6 +331,16 @@ def test_teardown_problems_name_the_load_balancer_that_could_outlive_its_control
     ]
 
 
+def test_the_gateways_namespace_must_outlive_the_load_balancer_controller_too():
+    namespace = {"urn": "urn:ns", "type": "kubernetes:core/v1:Namespace", "inputs": {"metadata": {"name": "consul"}}}
+    gw = gateway("urn:consul") | {"inputs": {"metadata": {"name": "api-gateway", "namespace": "consul"}}}
+    assert demo.teardown_problems(state(CONTROLLER, CONSUL, namespace, gw)) == [
+        "Namespace consul (of Gateway api-gateway) does not depend on the load balancer controller, which may go first"
+    ]
+    namespace["dependencies"] = ["urn:lbc"]
+    assert demo.teardown_problems(state(CONTROLLER, CONSUL, namespace, gw)) == []
+
+
 def test_destroy_refuses_an_order_that_would_orphan_a_load_balancer_unless_forced(demos, ws, said):
     ws.add("demo-alice", phase="strict").state = state(CONTROLLER, CONSUL, gateway())
     with pytest.raises(DemoError, match="orphan load balancers"):

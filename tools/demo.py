@@ -168,6 +168,9 @@ def backend_url(env: Mapping[str, str], root: Path = ROOT) -> str:
 # --- teardown order -----------------------------------------------------------------------------------
 
 
+NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
+
+
 def teardown_problems(resources: Sequence[Mapping[str, Any]]) -> list[str]:
     """What `pulumi destroy` would delete in an order that orphans a cloud load balancer.
 
@@ -212,6 +215,18 @@ def teardown_problems(resources: Sequence[Mapping[str, Any]]) -> list[str]:
             problems.append(f"{label} does not depend on the load balancer controller, which may go first")
         if typ.endswith(":Gateway") and any(c["urn"] not in deps for c in consul):
             problems.append(f"{label} does not depend on the Consul release, whose controller removes its Service")
+        # The gateway's Service lives in the Gateway's namespace, outside the graph; deleting the
+        # namespace waits for that Service's finalizer, which only the controller runs.
+        if typ.endswith(":Gateway"):
+            namespace = (inputs.get("metadata") or {}).get("namespace")
+            for ns in resources:
+                ns_name = ((ns.get("inputs") or {}).get("metadata") or {}).get("name")
+                unsafe = any(c["urn"] not in waits_for(ns) for c in controllers)
+                if ns.get("type") == NAMESPACE_TYPE and ns_name == namespace and unsafe:
+                    problems.append(
+                        f"Namespace {namespace} (of {label}) does not depend on the load balancer controller, "
+                        "which may go first"
+                    )
     return problems
 
 
