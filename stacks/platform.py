@@ -68,8 +68,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     target = _platform(cfg, outputs)
     consul = _consul(cfg, target, outputs)
     gateway = _gateway(cfg, target, consul, outputs)
-    _migration(cfg, target, consul, gateway, gate, outputs)
-    outputs["phase"] = gate.apply(lambda p: p.value)
+    applied = _migration(cfg, target, consul, gateway, gate, outputs)
+    # Exported only once every migration object of the phase is in place: after a failed `up` the
+    # stack keeps reporting the last phase that completed, and the guard steps from there.
+    outputs["phase"] = pulumi.Output.all(gate, *[r.id for r in applied]).apply(lambda done: done[0].value)
     outputs["nextPhase"] = cfg.phase.next.value if cfg.phase.next else None
     return outputs
 
@@ -219,8 +221,11 @@ def _migration(
     gateway: Any,
     gate: pulumi.Output[Phase],
     outputs: dict[str, Any],
-) -> None:
-    """Demo services and per-phase Consul config entries (issue 5); every object waits for `gate`."""
+) -> list[pulumi.CustomResource]:
+    """Demo services and per-phase Consul config entries; every object waits for `gate`.
+
+    Returns the objects that make up the phase: its Deployments and config entries.
+    """
     state = mesh_state(cfg.phase)
     # A refused step fails `gate`, so no migration object is registered and none changes. The
     # platform's readiness (the LB controller's webhook) and the Consul release (CRDs, injector)
@@ -237,7 +242,7 @@ def _migration(
             depends_on=after,
         ),
     )
-    DemoServices(
+    services = DemoServices(
         "services",
         DemoServicesArgs(
             services=cfg.services,
@@ -252,3 +257,10 @@ def _migration(
     outputs["verify"] = gateway.url.apply(
         lambda url: verify(cfg.services, state, cfg.gateway.service, url.split()[0])  # on kind: after its hint
     )
+    return [
+        *services.deployments.values(),
+        config.mesh,
+        config.proxy_defaults,
+        *config.intentions.values(),
+        *config.service_defaults.values(),
+    ]

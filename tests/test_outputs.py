@@ -29,3 +29,15 @@ def test_an_existing_cluster_exports_no_aws_outputs(program):
 
 def test_the_last_phase_has_no_next_phase(program):
     assert program({"phase": "hardened"}).outputs["nextPhase"] is None
+
+
+def test_the_phase_is_reported_only_once_every_object_of_the_phase_is_in_place(program):
+    """After a failed `up` the stack keeps the last completed phase, so the guard steps from there."""
+    run = program({"phase": "permissive"})
+    waits_for = run.output_dependencies["phase"]
+    deployments = {r.urn for r in run.of_type("kubernetes:apps/v1:Deployment")}
+    entries = {r.urn for r in run.resources if r.type.startswith("kubernetes:consul.hashicorp.com/")}
+    assert len(deployments) == 3
+    assert deployments <= waits_for
+    service_defaults = {r.urn for r in run.of_type("kubernetes:consul.hashicorp.com/v1alpha1:ServiceDefaults")}
+    assert service_defaults <= entries & waits_for

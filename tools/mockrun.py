@@ -59,6 +59,7 @@ class Run:
     resources: list[Resource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    output_dependencies: dict[str, set[str]] = field(default_factory=dict)  # output -> URNs it waits for
     error: str | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
 
@@ -287,8 +288,11 @@ def run_program(
             _sync_await(run_pulumi_func(lambda: _sync_await(all_outputs.future())))
             for key in keys:
                 value = exported[key]
-                if isinstance(value, pulumi.Output) and _sync_await(value.is_secret()):
-                    run.secret_outputs.add(key)
+                if isinstance(value, pulumi.Output):
+                    if _sync_await(value.is_secret()):
+                        run.secret_outputs.add(key)
+                    resources = _sync_await(value.resources())
+                    run.output_dependencies[key] = {_sync_await(r.urn.future()) or "" for r in resources}
     except Exception as e:  # the caller inspects run.error
         run.error = f"{type(e).__name__}: {e}"
         _drain()
