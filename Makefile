@@ -36,7 +36,9 @@ stack: $(VENV)/.deps | .pulumi-state
 	@command -v pulumi >/dev/null || { echo "The Pulumi CLI is needed: https://www.pulumi.com/docs/install/"; exit 1; }
 	pulumi stack select --create "$(STACK)"
 
+# PHASE=<phase> sets the migration phase first: `make up PHASE=permissive`.
 up: stack
+	$(if $(PHASE),pulumi config set phase "$(PHASE)" --stack "$(STACK)")
 	pulumi up --stack "$(STACK)"
 
 preview: stack

@@ -1,7 +1,7 @@
 """Typed models of the gateway.networking.k8s.io kinds this program creates: Gateway and HTTPRoute.
 
 Only the fields we set are modelled, each checked against the CRD schema the consul-k8s chart
-installs (Gateway API bundle v0.6.2, served as v1 and v1beta1). No ReferenceGrant: the HTTPRoute
+installs (served as v1 and v1beta1). No ReferenceGrant: the HTTPRoute
 lives in its backend Service's namespace, and a route's parentRef to a Gateway in another namespace
 is admitted by the Gateway's allowedRoutes, not by a grant.
 (consul_crds.py covers the consul.hashicorp.com kinds; its builder writes that group's apiVersion.)

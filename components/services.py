@@ -259,7 +259,9 @@ def upstream_names(services: Sequence[ServiceConfig], state: MeshState, exposed:
     return sorted({w.display_name for w in running if w.service.name in seen})
 
 
-def verify(services: Sequence[ServiceConfig], state: MeshState, exposed: str, url: str) -> dict[str, object]:
+def verify(
+    services: Sequence[ServiceConfig], state: MeshState, exposed: str, url: str, stack: str
+) -> dict[str, object]:
     """The stack output `verify`: the checks that say this phase is done and the next may start."""
     # fake-service answers JSON; upstream_calls nests one level per hop.
     names = "jq -r '.. | .upstream_calls? // empty | .[] | .name'"
@@ -269,5 +271,5 @@ def verify(services: Sequence[ServiceConfig], state: MeshState, exposed: str, ur
         "expectUpstreams": upstream_names(services, state, exposed),
         "expectService": sorted({w.display_name for w in workloads(services, state) if w.service.name == exposed}),
         "configEntries": "kubectl get servicedefaults,serviceintentions,proxydefaults,mesh -A",
-        "next": f"pulumi config set phase {nxt.value} && pulumi up" if nxt else "done: the migration is complete",
+        "next": f"make up STACK={stack} PHASE={nxt.value}" if nxt else "done: the migration is complete",
     }

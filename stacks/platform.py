@@ -255,7 +255,8 @@ def _migration(
         ),
     )
     outputs["verify"] = gateway.url.apply(
-        lambda url: verify(cfg.services, state, cfg.gateway.service, url.split()[0])  # on kind: after its hint
+        # on kind the URL comes with a port-forward hint after it
+        lambda url: verify(cfg.services, state, cfg.gateway.service, url.split()[0], pulumi.get_stack())
     )
     return [
         *services.deployments.values(),

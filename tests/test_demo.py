@@ -201,7 +201,7 @@ def test_create_like_local_targets_the_kind_cluster(demos, ws):
     config = ws.stacks["demo-bob"].config
     assert config[f"{PROJECT}:platform"] == ("kubernetes", False)
     assert config[f"{PROJECT}:cluster.context"] == ("kind-demo", True)
-    assert config[f"{PROJECT}:cluster.serviceCidr"] == ("10.96.0.0/12", True)
+    assert config[f"{PROJECT}:cluster.serviceCidr"] == ("10.96.0.0/16", True)
     assert config[f"{PROJECT}:consul.dnsClusterIp"] == ("10.96.0.53", True)
     assert "aws:region" not in config
 

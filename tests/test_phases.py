@@ -88,7 +88,10 @@ def test_verify_names_the_upstreams_a_curl_through_the_gateway_shows(program, ph
     assert verify["curl"].startswith("for i in $(seq 20); do curl -s http://")
     assert "upstream_calls" in verify["curl"]
     nxt = PHASE_NAMES.index(phase) + 1
-    assert (f"phase {PHASE_NAMES[nxt]}" in verify["next"]) if nxt < len(PHASE_NAMES) else "complete" in verify["next"]
+    if nxt < len(PHASE_NAMES):
+        assert verify["next"] == f"make up STACK=local PHASE={PHASE_NAMES[nxt]}"
+    else:
+        assert "complete" in verify["next"]
 
 
 def test_each_version_is_built_as_the_issue_describes(program):
