@@ -1,4 +1,4 @@
-"""Typed Consul config entries (consul.hashicorp.com/v1alpha1) and one way to turn them into Kubernetes objects.
+"""Typed Consul config entries (consul.hashicorp.com/v1alpha1); crd.custom_resource builds the objects.
 
 Only the fields this program sets are modelled; each was checked against the consul-k8s CRD schema
 (types, required fields, and the values the field descriptions allow where the schema has no enum).
@@ -7,13 +7,12 @@ A typo or an unknown field fails when the model is built, before anything reache
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, ClassVar, Literal
 
-import pulumi
-import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from .crd import CrdSpec
 
 API_VERSION = "consul.hashicorp.com/v1alpha1"
 
@@ -33,14 +32,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
-class Spec(_Model):
-    """A config entry's spec; KIND names the CRD, FIXED_NAME the only metadata.name Consul accepts."""
+class Spec(_Model, CrdSpec):
+    """A config entry's spec."""
 
-    KIND: ClassVar[str]
-    FIXED_NAME: ClassVar[str | None] = None
-
-    def to_spec(self) -> dict[str, object]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+    API_VERSION: ClassVar[str] = API_VERSION
 
 
 # --- ServiceDefaults -----------------------------------------------------------------------------
@@ -130,35 +125,3 @@ class RouteTimeoutFilter(Spec):
 
     request_timeout: Duration | None = None
     idle_timeout: Duration | None = None
-
-
-# --- to Kubernetes -------------------------------------------------------------------------------
-
-
-def custom_resource(
-    resource_name: str,
-    spec: Spec,
-    *,
-    name: str,
-    namespace: str,
-    provider: k8s.Provider,
-    parent: pulumi.Resource,
-    depends_on: pulumi.Input[Sequence[pulumi.Input[pulumi.Resource]]] | None = None,
-    labels: dict[str, str] | None = None,
-) -> k8s.apiextensions.CustomResource:
-    """The Kubernetes object for `spec`, named `name` in `namespace`.
-
-    provider, parent and depends_on are the caller's: every config entry must wait for the Consul
-    release (its CRDs and controller) and, for migration objects, for the phase guard.
-    """
-    if spec.FIXED_NAME is not None and name != spec.FIXED_NAME:
-        raise ValueError(f"a {spec.KIND} must be named {spec.FIXED_NAME!r}; got {name!r}")
-    metadata = k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels)
-    return k8s.apiextensions.CustomResource(
-        resource_name,
-        api_version=API_VERSION,
-        kind=spec.KIND,
-        metadata=metadata,
-        spec=spec.to_spec(),
-        opts=pulumi.ResourceOptions(provider=provider, parent=parent, depends_on=depends_on),
-    )

@@ -18,8 +18,8 @@ import pulumi_kubernetes as k8s
 from . import gateway_api as gw
 from .consul import Consul, lb_address
 from .consul_crds import IntentionDestination, IntentionSource, RouteTimeoutFilter, ServiceIntentions
-from .consul_crds import custom_resource as consul_resource
 from .consul_values import LB_SOURCE_RANGES, Platform, Scheme, nlb_annotations
+from .crd import custom_resource
 from .kubernetes import ClusterTarget
 
 GATEWAY_NAME = "api-gateway"  # also the Consul service name the intentions allow, and the Service's name
@@ -127,7 +127,7 @@ class ApiGateway(pulumi.ComponentResource):
         }
         service_ns = self.namespaces[args.service_namespace].metadata["name"]
 
-        self.gateway = gw.custom_resource(
+        self.gateway = custom_resource(
             f"{name}-gateway",
             gateway_spec(args.route_namespaces),
             name=GATEWAY_NAME,
@@ -140,7 +140,7 @@ class ApiGateway(pulumi.ComponentResource):
             parent=self,
             depends_on=after_consul,
         )
-        timeout = consul_resource(
+        timeout = custom_resource(
             f"{name}-timeout",
             RouteTimeoutFilter(request_timeout=REQUEST_TIMEOUT, idle_timeout=IDLE_TIMEOUT),
             name=f"{args.service}-timeout",
@@ -149,7 +149,7 @@ class ApiGateway(pulumi.ComponentResource):
             parent=self,
             depends_on=[*after_consul, self.namespaces[args.service_namespace]],
         )
-        self.route = gw.custom_resource(
+        self.route = custom_resource(
             f"{name}-route",
             route_spec(args.service, args.service_port, consul.namespace, f"{args.service}-timeout"),
             name=args.service,
@@ -158,7 +158,7 @@ class ApiGateway(pulumi.ComponentResource):
             parent=self,
             depends_on=[*after_consul, timeout],  # the filter it references exists first
         )
-        consul_resource(
+        custom_resource(
             f"{name}-intentions",
             ServiceIntentions(
                 destination=IntentionDestination(name=args.service),

@@ -1,21 +1,19 @@
 """Typed models of the gateway.networking.k8s.io kinds this program creates: Gateway and HTTPRoute.
 
 Only the fields we set are modelled, each checked against the CRD schema the consul-k8s chart
-installs (served as v1 and v1beta1). No ReferenceGrant: the HTTPRoute
-lives in its backend Service's namespace, and a route's parentRef to a Gateway in another namespace
-is admitted by the Gateway's allowedRoutes, not by a grant.
-(consul_crds.py covers the consul.hashicorp.com kinds; its builder writes that group's apiVersion.)
+installs (served as v1 and v1beta1). No ReferenceGrant: the HTTPRoute lives in its backend
+Service's namespace, and a route's parentRef to a Gateway in another namespace is admitted by the
+Gateway's allowedRoutes, not by a grant. crd.custom_resource turns a model into the object.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Annotated, ClassVar, Literal
 
-import pulumi
-import pulumi_kubernetes as k8s
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from .crd import CrdSpec
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
@@ -26,11 +24,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=AliasGenerator(serialization_alias=to_camel), frozen=True, extra="forbid")
 
 
-class Spec(_Model):
-    KIND: ClassVar[str]
-
-    def to_spec(self) -> dict[str, object]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+class Spec(_Model, CrdSpec):
+    API_VERSION: ClassVar[str] = API_VERSION
 
 
 # --- Gateway -------------------------------------------------------------------------------------
@@ -114,30 +109,3 @@ class HTTPRoute(Spec):
 
     parent_refs: list[ParentReference] = Field(min_length=1)
     rules: list[RouteRule] = Field(min_length=1)
-
-
-# --- to Kubernetes -------------------------------------------------------------------------------
-
-
-def custom_resource(
-    resource_name: str,
-    spec: Spec,
-    *,
-    name: str,
-    namespace: pulumi.Input[str],
-    provider: k8s.Provider,
-    parent: pulumi.Resource,
-    depends_on: Sequence[pulumi.Resource],
-    annotations: Mapping[str, str] | None = None,
-) -> k8s.apiextensions.CustomResource:
-    """The Kubernetes object for `spec`; every Gateway API object must wait for the Consul release."""
-    return k8s.apiextensions.CustomResource(
-        resource_name,
-        api_version=API_VERSION,
-        kind=spec.KIND,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=name, namespace=namespace, annotations=dict(annotations) if annotations else None
-        ),
-        spec=spec.to_spec(),
-        opts=pulumi.ResourceOptions(provider=provider, parent=parent, depends_on=list(depends_on)),
-    )

@@ -37,8 +37,8 @@ from .consul_crds import (
     ServiceIntentions,
     ServiceTransparentProxy,
     Spec,
-    custom_resource,
 )
+from .crd import custom_resource
 
 # --- what each phase holds: plain data ---------------------------------------------------------
 
