@@ -193,7 +193,7 @@ class VersionsConfig(_Model):
     lb_controller_chart: Annotated[str, Field(pattern=_SEMVER)] = versions.LB_CONTROLLER_CHART
     consul_chart: Annotated[str, Field(pattern=_SEMVER)] = versions.CONSUL_CHART
     consul_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CONSUL_IMAGE
-    consul_k8s_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CONSUL_K8S_IMAGE
+    consul_k8s_image: Annotated[str, Field(pattern=_IMAGE, alias="consulK8sImage")] = versions.CONSUL_K8S_IMAGE
     consul_dataplane_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CONSUL_DATAPLANE_IMAGE
     fake_service_image: Annotated[str, Field(pattern=_IMAGE)] = versions.FAKE_SERVICE_IMAGE
 

@@ -75,3 +75,41 @@ def test_did_you_mean_for_a_mistyped_phase():
         "config consul-mesh-migration:phase: got 'permisive'; allowed: 'discovery', 'permissive', "
         "'strict', 'virtual' or 'hardened' (did you mean 'permissive'?)"
     )
+
+
+def _leaf_keys(model: type, prefix: str = "") -> set[str]:
+    """Every leaf config key of a model, dotted, as a user writes it with `pulumi config set --path`."""
+    from pydantic import BaseModel
+
+    keys = set()
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        key = f"{prefix}{field.alias or name}"
+        args = getattr(field.annotation, "__args__", (field.annotation,))
+        sub = next((a for a in args if isinstance(a, type)), None)
+        item = "[]" if getattr(field.annotation, "__origin__", None) is list else ""
+        keys |= _leaf_keys(sub, f"{key}{item}.") if sub is not None and issubclass(sub, BaseModel) else {key}
+    return keys
+
+
+def test_every_top_level_key_is_declared_in_pulumi_yaml():
+    import yaml
+
+    from tools.mockrun import PROJECT_DIR
+
+    declared = set(yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["config"])
+    assert declared == {field.alias or name for name, field in StackConfig.model_fields.items()}
+
+
+def test_the_readme_documents_every_config_key():
+    from tools.mockrun import PROJECT_DIR
+
+    readme = (PROJECT_DIR / "README.md").read_text()
+
+    # Keys that share a row are written `a.b` / `c` (e.g. `cluster.minSize` / `desiredSize`); a
+    # service's fields are listed by name in the services paragraph.
+    def documented(key: str) -> bool:
+        last = key.rsplit(".", 1)[-1]
+        return f"`{key}`" in readme or f"/ `{last}`" in readme or ("[]." in key and f"`{last}`" in readme)
+
+    missing = sorted(key for key in _leaf_keys(StackConfig) if not documented(key))
+    assert missing == []
