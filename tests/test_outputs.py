@@ -41,3 +41,10 @@ def test_the_phase_is_reported_only_once_every_object_of_the_phase_is_in_place(p
     assert deployments <= waits_for
     service_defaults = {r.urn for r in run.of_type("kubernetes:consul.hashicorp.com/v1alpha1:ServiceDefaults")}
     assert service_defaults <= entries & waits_for
+
+
+def test_the_readme_documents_every_output(program):
+    from tools.mockrun import PROJECT_DIR
+
+    readme = (PROJECT_DIR / "README.md").read_text()
+    assert [key for key in program({}).outputs if f"| `{key}` |" not in readme] == []
