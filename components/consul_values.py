@@ -23,7 +23,6 @@ FULLNAME = "consul"
 # Written by the chart's server-acl-init job when global.acls.bootstrapToken is unset.
 BOOTSTRAP_TOKEN_SECRET = f"{FULLNAME}-bootstrap-acl-token"
 UI_SERVICE = f"{FULLNAME}-ui"
-DNS_SERVICE = f"{FULLNAME}-dns"
 
 # Annotations the AWS Load Balancer Controller reads on a Service (docs/guide/service/annotations.md).
 LB_TYPE = "service.beta.kubernetes.io/aws-load-balancer-type"
@@ -114,8 +113,7 @@ class Global(_Values):
 
 
 class Server(_Values):
-    replicas: int
-    storage_class: str | None = None  # None: the cluster's default StorageClass
+    replicas: int  # storageClass stays unset: the servers' volumes use the cluster's default class
 
 
 class Cni(_Values):

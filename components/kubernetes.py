@@ -22,6 +22,11 @@ class ClusterTarget:
     cluster_name: pulumi.Output[str] | None = None
 
 
+def after(base: pulumi.Output[list[pulumi.Resource]], *more: pulumi.Resource) -> pulumi.Output[list[pulumi.Resource]]:
+    """`base` (a depends_on list that resolves only once the phase guard passes) plus `more`."""
+    return base.apply(lambda deps: [*deps, *more])
+
+
 @dataclass
 class ExistingClusterArgs:
     kubeconfig: str | None  # path; None: the ambient kubeconfig ($KUBECONFIG or ~/.kube/config)

@@ -39,6 +39,7 @@ from .consul_crds import (
     Spec,
 )
 from .crd import custom_resource
+from .kubernetes import after
 
 # --- what each phase holds: plain data ---------------------------------------------------------
 
@@ -100,10 +101,6 @@ class MeshConfigArgs:
     depends_on: pulumi.Output[list[pulumi.Resource]]
 
 
-def _after(base: pulumi.Output[list[pulumi.Resource]], *more: pulumi.Resource) -> pulumi.Output[list[pulumi.Resource]]:
-    return base.apply(lambda deps: [*deps, *more])
-
-
 class MeshConfig(pulumi.ComponentResource):
     """The phase's Consul config entries, in the order Consul needs them."""
 
@@ -127,7 +124,7 @@ class MeshConfig(pulumi.ComponentResource):
                 namespace=namespace,
                 provider=args.provider,
                 parent=self,
-                depends_on=_after(args.depends_on, *first),
+                depends_on=after(args.depends_on, *first),
             )
 
         self.mesh = entry("mesh", mesh(args.state), "mesh", args.global_namespace)

@@ -19,6 +19,8 @@ import pulumi_kubernetes as k8s
 from stacks.config import ServiceConfig
 from stacks.phases import MeshState
 
+from .kubernetes import after
+
 Version = Literal["v1", "v2"]
 
 INJECT = "consul.hashicorp.com/connect-inject"
@@ -120,10 +122,6 @@ class DemoServicesArgs:
     config_entries: Mapping[str, Sequence[pulumi.Resource]]
 
 
-def _after(base: pulumi.Output[list[pulumi.Resource]], *more: pulumi.Resource) -> pulumi.Output[list[pulumi.Resource]]:
-    return base.apply(lambda deps: [*deps, *more])
-
-
 def _security_context() -> k8s.core.v1.SecurityContextArgs:
     return k8s.core.v1.SecurityContextArgs(
         allow_privilege_escalation=False,
@@ -204,9 +202,7 @@ class DemoServices(pulumi.ComponentResource):
             accounts[s.name] = k8s.core.v1.ServiceAccount(
                 f"{name}-{s.name}-account",
                 metadata=meta,
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.provider, depends_on=_after(args.depends_on, ns)
-                ),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=after(args.depends_on, ns)),
             )
             # One Service for every version: in permissive both api-v1 and api-v2 serve behind `api`.
             self.services[s.name] = k8s.core.v1.Service(
@@ -216,9 +212,7 @@ class DemoServices(pulumi.ComponentResource):
                     selector={"app": s.name},
                     ports=[k8s.core.v1.ServicePortArgs(name="http", port=s.port, target_port=s.port)],
                 ),
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.provider, depends_on=_after(args.depends_on, ns)
-                ),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=after(args.depends_on, ns)),
             )
 
         for w in workloads(args.services, args.state):
@@ -235,7 +229,7 @@ class DemoServices(pulumi.ComponentResource):
                 ),
                 spec=deployment_spec(w, args.image),
                 opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.provider, depends_on=_after(args.depends_on, *needs)
+                    parent=self, provider=args.provider, depends_on=after(args.depends_on, *needs)
                 ),
             )
         self.register_outputs({})

@@ -45,9 +45,6 @@ class Step:
     after: str
     changes: list[Change] = field(default_factory=list)
 
-    def of(self, action: str) -> list[Change]:
-        return [c for c in self.changes if c.action == action]
-
 
 def objects(run: Run) -> dict[str, Resource]:
     """The cloud and cluster objects of a run by URN.
