@@ -1,0 +1,30 @@
+"""Users have the dev and local stacks deployed: no refactor may move a resource they already have.
+
+A resource's URN is its identity in Pulumi's state: a new type token, name or parent makes
+`pulumi up` delete it and create another (for the VPC or the cluster, a new one). tests/data/urns.json
+holds the URNs the default stacks had in every phase, along the rollout (each phase with the one
+before it deployed), before the migration model became its own package. Resources may be added;
+none of these may disappear or be renamed. A move that cannot be avoided needs an alias and an
+entry here, in the same commit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stacks.phases import PHASE_NAMES
+
+HELD = json.loads((Path(__file__).parent / "data" / "urns.json").read_text())
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+@pytest.mark.parametrize("phase", PHASE_NAMES)
+def test_every_resource_a_deployed_stack_has_keeps_its_urn(program, stack, phase):
+    i = PHASE_NAMES.index(phase)
+    run = program({"phase": phase}, stack=stack, deployed={"phase": PHASE_NAMES[i - 1]} if i else None)
+    assert run.error is None, run.error
+    missing = sorted(set(HELD[stack][phase]) - {r.urn for r in run.resources})
+    assert not missing, f"{len(missing)} URN(s) would be replaced on `pulumi up`:\n" + "\n".join(missing)
