@@ -33,9 +33,18 @@ class _Model(BaseModel):
 
 
 class Spec(_Model, CrdSpec):
-    """A config entry's spec."""
+    """A config entry's spec.
+
+    It counts as created once consul-k8s has written it to Consul: its config-entry controller
+    (control-plane/controllers/configentries/configentry_controller.go, ConfigEntryController.
+    ReconcileEntry) sets the `Synced` condition True only after ConfigEntries().Set succeeded. On an
+    update the old `Synced=True` stays until the new write succeeds and the status has no
+    observedGeneration, so pulumi-kubernetes' await (condition/kubectl.go) cannot tell it from a
+    fresh one: the wait holds for creates; see the README on what that means per step.
+    """
 
     API_VERSION: ClassVar[str] = API_VERSION
+    WAIT_FOR: ClassVar[str | None] = "condition=Synced"
 
 
 # --- ServiceDefaults -----------------------------------------------------------------------------
@@ -122,6 +131,7 @@ class Mesh(Spec):
 
 class RouteTimeoutFilter(Spec):
     KIND: ClassVar[str] = "RouteTimeoutFilter"
+    WAIT_FOR: ClassVar[str | None] = None  # read by the gateway controller; no status of its own
 
     request_timeout: Duration | None = None
     idle_timeout: Duration | None = None

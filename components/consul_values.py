@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from migration.drain import CATALOG_WRITE_INTERVAL_S
+
 Platform = Literal["eks", "kubernetes"]
 UiExposure = Literal["clusterIP", "internal", "public"]
 Scheme = Literal["internet-facing", "internal"]
@@ -159,6 +161,7 @@ class SyncCatalog(_Values):
     k8s_allow_namespaces: list[str] = Field(serialization_alias="k8sAllowNamespaces")
     k8s_deny_namespaces: list[str] = Field(serialization_alias="k8sDenyNamespaces")
     add_k8s_namespace_suffix: bool = Field(serialization_alias="addK8SNamespaceSuffix")
+    consul_write_interval: str  # a Go duration; the chart's -consul-write-interval flag
 
 
 class Dns(_Values):
@@ -274,6 +277,9 @@ def chart_values(s: ConsulSettings) -> ConsulValues:
             k8s_allow_namespaces=sorted(set(s.sync_namespaces)),
             k8s_deny_namespaces=SYNC_DENIED_NAMESPACES,
             add_k8s_namespace_suffix=False,
+            # Catalog sync writes to Consul only this often, so a deleted legacy version stays in
+            # <name>.service.consul until the next write (migration/drain.py sizes preStop from it).
+            consul_write_interval=f"{CATALOG_WRITE_INTERVAL_S}s",
         ),
         dns=Dns(enabled=True, enable_redirection=True, cluster_ip=s.dns_cluster_ip),
         ui=Ui(enabled=True, service=_ui_service(s)),

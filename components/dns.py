@@ -19,6 +19,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from migration.drain import CONSUL_ZONE_CACHE_S
+
 # The `.:53` server block each platform ships (EKS CoreDNS add-on; kubeadm, which kind uses),
 # unchanged so that cluster DNS behaves exactly as before.
 _EKS_DEFAULT = """\
@@ -69,9 +71,16 @@ _KUBEADM_DEFAULT = """\
 
 
 def corefile(platform: Literal["eks", "kubernetes"], consul_dns_ip: str, domain: str = "consul") -> str:
-    """The cluster's default Corefile plus a server block sending `<domain>` queries to Consul DNS."""
+    """The cluster's default Corefile plus a server block sending `<domain>` queries to Consul DNS.
+
+    The block's cache keeps an answer at most `CONSUL_ZONE_CACHE_S`: a version being deleted keeps
+    serving that long after Consul dropped it (migration/drain.py). Consul answers with TTL 0 and
+    CoreDNS's cache keeps even those for its minimum TTL, 5 s (plugin/cache: computeTTL), so the
+    cap is what bounds it if Consul's TTLs are ever raised.
+    """
     base = _EKS_DEFAULT if platform == "eks" else _KUBEADM_DEFAULT
-    return f"{base}{domain}:53 {{\n    errors\n    cache 30\n    forward . {consul_dns_ip}\n}}\n"
+    block = f"    errors\n    cache {CONSUL_ZONE_CACHE_S}\n    forward . {consul_dns_ip}\n"
+    return f"{base}{domain}:53 {{\n{block}}}\n"
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""The Consul config entries of one phase: ProxyDefaults `global`, Mesh `mesh`, and per service its
-ServiceDefaults and the ServiceIntentions of its callers.
+"""The Consul config entries of one step: ProxyDefaults `global`, Mesh `mesh`, and per service its
+ServiceDefaults and the ServiceIntentions of its callers (what each holds: migration/entries.py).
 
 Where they live. Without Consul Enterprise there is one Consul namespace, so consul-k8s accepts a
 config entry from any Kubernetes namespace; but one entry may come from only one Kubernetes object.
@@ -11,7 +11,8 @@ the intentions of the service it exposes.
 
 Order within a step: a ServiceDefaults waits for the Mesh entry (Consul refuses mutualTLSMode
 permissive unless the Mesh allows it) and for the intentions naming its service as destination
-(strict mTLS must never apply before the callers are allowed).
+(strict mTLS must never apply before the callers are allowed). Each entry counts as done once
+consul-k8s has synced it to Consul (`Spec.WAIT_FOR`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from stacks.config import ServiceConfig
-from stacks.phases import MeshState
+from migration import entries
+from migration.fleet import Fleet, Step
+from migration.phases import Phase
+from migration.workloads import Workload
 
 from .consul_crds import (
     AccessLogs,
@@ -41,115 +44,111 @@ from .consul_crds import (
 from .crd import custom_resource
 from .kubernetes import after
 
-# --- what each phase holds: plain data ---------------------------------------------------------
-
 
 def proxy_defaults() -> ProxyDefaults:
     """Every sidecar speaks HTTP (L7 metrics and routing) and writes Envoy access logs to stdout."""
-    return ProxyDefaults(config=ProxyConfig(protocol="http"), access_logs=AccessLogs(enabled=True))
+    return ProxyDefaults(config=ProxyConfig(protocol=entries.PROTOCOL), access_logs=AccessLogs(enabled=True))
 
 
-def mesh(state: MeshState) -> Mesh:
+def mesh(entry: entries.MeshEntry) -> Mesh:
     return Mesh(
-        allow_enabling_permissive_mutual_tls=state.mesh.allow_enabling_permissive_mutual_tls,
-        transparent_proxy=MeshTransparentProxy(mesh_destinations_only=state.mesh.mesh_destinations_only),
+        allow_enabling_permissive_mutual_tls=entry.allow_enabling_permissive_mutual_tls,
+        transparent_proxy=MeshTransparentProxy(mesh_destinations_only=entry.mesh_destinations_only),
     )
 
 
-def service_defaults(service: ServiceConfig, state: MeshState) -> ServiceDefaults:
-    """Protocol http for every service; a migrating one also carries the phase's mTLS exceptions."""
-    if not service.migrates:
-        return ServiceDefaults(protocol="http")
-    m = state.migrating
+def service_defaults(entry: entries.ServiceDefaultsEntry) -> ServiceDefaults:
     return ServiceDefaults(
         protocol="http",
-        mutual_tls_mode=m.mutual_tls_mode,
-        transparent_proxy=ServiceTransparentProxy(dialed_directly=True) if m.dialed_directly else None,
+        mutual_tls_mode=entry.mutual_tls_mode,
+        transparent_proxy=ServiceTransparentProxy(dialed_directly=True) if entry.dialed_directly else None,
     )
 
 
-def intentions(services: Sequence[ServiceConfig], state: MeshState) -> dict[str, ServiceIntentions]:
-    """One ServiceIntentions per called service, allowing each of its callers; keyed by destination."""
-    if not state.intentions:
-        return {}
-    callers: dict[str, list[str]] = {}
-    for s in services:
-        for up in s.upstreams:
-            callers.setdefault(up, []).append(s.name)
-    return {
-        dest: ServiceIntentions(
-            destination=IntentionDestination(name=dest),
-            sources=[
-                IntentionSource(name=src, action="allow", description=f"{src} calls {dest}") for src in sorted(srcs)
-            ],
-        )
-        for dest, srcs in callers.items()
-    }
-
-
-# --- Kubernetes objects -------------------------------------------------------------------------
+def service_intentions(destination: str, allowed: Sequence[entries.Intention]) -> ServiceIntentions:
+    return ServiceIntentions(
+        destination=IntentionDestination(name=destination),
+        sources=[IntentionSource(name=i.source, action="allow", description=i.description) for i in allowed],
+    )
 
 
 @dataclass
 class MeshConfigArgs:
-    services: list[ServiceConfig]
-    state: MeshState
-    provider: k8s.Provider
+    fleet: Fleet
+    target: Mapping[str, Phase]  # the phases this step selects
+    # The step, once the phase guard let it through: every entry waits for it, and a
+    # ServiceDefaults' dialedDirectly depends on the phases deployed before it.
+    step: pulumi.Output[Step]
     global_namespace: str  # Consul's namespace: ProxyDefaults and Mesh
     namespaces: Mapping[str, k8s.core.v1.Namespace]  # every service's namespace, by name
-    # The phase guard, the platform's readiness and the Consul release (its CRDs and controller).
-    depends_on: pulumi.Output[list[pulumi.Resource]]
+    # The platform's readiness and the Consul release (its CRDs and controller).
+    after: Sequence[pulumi.Resource]
 
 
 class MeshConfig(pulumi.ComponentResource):
-    """The phase's Consul config entries, in the order Consul needs them."""
+    """The step's Consul config entries, in the order Consul needs them.
 
+    The Kubernetes provider comes through `opts` (`providers`), and every child inherits it.
+    """
+
+    fleet: Fleet
     mesh: k8s.apiextensions.CustomResource
     proxy_defaults: k8s.apiextensions.CustomResource
     service_defaults: dict[str, k8s.apiextensions.CustomResource]  # by service
     intentions: dict[str, k8s.apiextensions.CustomResource]  # by destination service
 
     def __init__(self, name: str, args: MeshConfigArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=args.depends_on))
+        gate = args.step.apply(lambda _: list(args.after))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=gate))
         super().__init__("consul-mesh-migration:mesh_config:MeshConfig", name, None, opts)
-        by_name = {s.name: s for s in args.services}
+        fleet = self.fleet = args.fleet
 
         def entry(
-            key: str, spec: Spec, entry_name: str, namespace: str, *first: pulumi.Resource
+            key: str,
+            spec: Spec | pulumi.Output[ServiceDefaults],
+            entry_name: str,
+            namespace: str,
+            *first: pulumi.Resource,
         ) -> k8s.apiextensions.CustomResource:
             return custom_resource(
                 f"{name}-{key}",
                 spec,
+                kind=ServiceDefaults if isinstance(spec, pulumi.Output) else None,
                 name=entry_name,
                 namespace=namespace,
-                provider=args.provider,
                 parent=self,
-                depends_on=after(args.depends_on, *first),
+                depends_on=after(gate, *first),
             )
 
-        self.mesh = entry("mesh", mesh(args.state), "mesh", args.global_namespace)
+        self.mesh = entry("mesh", mesh(entries.mesh(Step(target=args.target))), "mesh", args.global_namespace)
         self.proxy_defaults = entry("proxy-defaults", proxy_defaults(), "global", args.global_namespace)
-        self.intentions = {
-            dest: entry(f"{dest}-intentions", spec, dest, by_name[dest].ns, args.namespaces[by_name[dest].ns])
-            for dest, spec in intentions(args.services, args.state).items()
-        }
+        self.intentions = {}
+        for dest, allowed in entries.intentions(fleet).items():
+            ns = fleet.service(dest).namespace
+            self.intentions[dest] = entry(
+                f"{dest}-intentions", service_intentions(dest, allowed), dest, ns, args.namespaces[ns]
+            )
         self.service_defaults = {}
-        for s in args.services:
+        for s in fleet.services:
             callers_allowed = [self.intentions[s.name]] if s.name in self.intentions else []
+            spec = args.step.apply(lambda st, n=s.name: service_defaults(entries.service_defaults(fleet, st, n)))
             self.service_defaults[s.name] = entry(
                 f"{s.name}-defaults",
-                service_defaults(s, args.state),
+                spec,
                 s.name,
-                s.ns,
-                args.namespaces[s.ns],
+                s.namespace,
+                args.namespaces[s.namespace],
                 self.mesh,
                 *callers_allowed,
             )
         self.register_outputs({})
 
-    def needed_by(self, service: ServiceConfig) -> list[pulumi.Resource]:
-        """What a mesh pod of `service` waits for: its ServiceDefaults and the intentions letting it call out."""
+    def needed_by(self, workload: Workload) -> list[pulumi.Resource]:
+        """What a mesh version waits for: its service's ServiceDefaults, the intentions that let it call
+        its upstreams, and the ServiceDefaults of the upstreams it dials through service DNS."""
+        s = workload.service
         return [
-            self.service_defaults[service.name],
-            *(self.intentions[u] for u in service.upstreams if u in self.intentions),
+            self.service_defaults[s.name],
+            *(self.intentions[u] for u in s.upstreams if u in self.intentions),
+            *(self.service_defaults[u] for u in workload.waits_for_upstream_defaults),
         ]

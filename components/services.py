@@ -1,27 +1,27 @@
-"""The demo services (fake-service), as data: which Deployments run in a phase and how each is built.
+"""The demo services (fake-service): a ServiceAccount and a Service per service, and the Deployments
+that migration/workloads.py says run in this step.
 
-Every service in the config gets a ServiceAccount and a Service named after it; its Deployments are
-`<name>-v1` and/or `<name>-v2`, as the phase's MeshState says. A version's Deployment is the same in
-every phase it runs in, so a phase change only ever creates or deletes whole Deployments: Pulumi
-creates the new one and waits for it to be ready (the Kubernetes provider awaits Deployments) and
-deletes the one it replaces only at the end of the `up`.
+A phase change creates or deletes whole Deployments (a migrating caller's v2 rolls once, when it
+starts dialing virtual addresses): Pulumi creates the new one and waits for it to be ready (the
+Kubernetes provider awaits Deployments) and deletes the one it replaces only at the end of the `up`.
+A version being deleted keeps serving for `drain.PRE_STOP_S` (migration/drain.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from stacks.config import ServiceConfig
-from stacks.phases import MeshState
+from migration import drain
+from migration.fleet import Fleet, Step
+from migration.phases import Phase
+from migration.workloads import Workload, catalog_synced, workloads
 
 from .kubernetes import after
-
-Version = Literal["v1", "v2"]
+from .mesh_config import MeshConfig
 
 INJECT = "consul.hashicorp.com/connect-inject"
 TRANSPARENT_PROXY = "consul.hashicorp.com/transparent-proxy"
@@ -30,96 +30,47 @@ TRANSPARENT_PROXY = "consul.hashicorp.com/transparent-proxy"
 OVERWRITE_PROBES = "consul.hashicorp.com/transparent-proxy-overwrite-probes"
 # The pod's DNS goes to Consul DNS (through the dataplane), so <up>.virtual.consul resolves.
 CONSUL_DNS = "consul.hashicorp.com/consul-dns"
+# consul-k8s v2.0.3 catalog sync (control-plane/catalog/to-consul/resource.go, shouldSync) skips a
+# Service annotated false.
+SERVICE_SYNC = "consul.hashicorp.com/service-sync"
+# consul-dataplane drains its listeners at SIGTERM but keeps accepting connections for this long,
+# then quits (consul-dataplane release/2.0.x pkg/consuldp/lifecycle.go, gracefulShutdown; the chart
+# default is 30 s): it must outlive the app's preStop, and the pod's grace period ends it.
+SIDECAR_SHUTDOWN_GRACE = "consul.hashicorp.com/sidecar-proxy-lifecycle-shutdown-grace-period-seconds"
 
 HEALTH_PATH = "/health"  # fake-service answers 200 here
 RUN_AS_USER = 1000  # the image has no USER (root); its static binary runs as any user
 
 
-@dataclass(frozen=True)
-class Workload:
-    """One Deployment of a demo service, decided from the config and the phase: plain data."""
-
-    service: ServiceConfig
-    version: Version
-    in_mesh: bool
-    upstream_uris: tuple[str, ...]
-
-    @property
-    def name(self) -> str:
-        return f"{self.service.name}-{self.version}"
-
-    @property
-    def display_name(self) -> str:
-        """fake-service's NAME: what a curl through the gateway shows for this version."""
-        return display_name(self.service.name, self.in_mesh)
-
-    @property
-    def listen_addr(self) -> str:
-        # A migrating service's mesh version is reachable only through its sidecar.
-        host = "127.0.0.1" if self.in_mesh and self.service.migrates else "0.0.0.0"
-        return f"{host}:{self.service.port}"
-
-    def annotations(self) -> dict[str, str]:
-        if not self.in_mesh:
-            return {INJECT: "false"}  # outside the mesh, known to Consul only through catalog sync
-        out = {INJECT: "true", TRANSPARENT_PROXY: "true", OVERWRITE_PROBES: "true"}
-        if self.upstream_uris:
-            out[CONSUL_DNS] = "true"
-        return out
-
-    def env(self) -> dict[str, str]:
-        return {
-            "NAME": self.display_name,
-            "MESSAGE": f"Hello from {self.name}",
-            "LISTEN_ADDR": self.listen_addr,
-            "UPSTREAM_URIS": ",".join(self.upstream_uris),
-        }
-
-
-def display_name(service: str, in_mesh: bool) -> str:
-    return f"{service} (mesh)" if in_mesh else f"{service} (non-mesh)"
-
-
-def in_mesh(service: ServiceConfig, version: Version) -> bool:
-    """Only v1 of a migrating service runs outside the mesh."""
-    return not (service.migrates and version == "v1")
-
-
-def upstream_uri(upstream: ServiceConfig, version: Version) -> str:
-    # v1 clients find upstreams through Consul DNS service lookups; v2 clients use the mesh's
-    # virtual addresses, which only answer for services in the mesh.
-    dns = "service" if version == "v1" else "virtual"
-    return f"http://{upstream.name}.{dns}.consul:{upstream.port}"
-
-
-def workloads(services: Sequence[ServiceConfig], state: MeshState) -> list[Workload]:
-    """The Deployments that run in `state`'s phase, in config order."""
-    by_name = {s.name: s for s in services}
-    out: list[Workload] = []
-    for s in services:
-        for deployment in state.deployments(s.name, s.migrates):
-            version: Version = "v1" if deployment.endswith("-v1") else "v2"
-            uris = tuple(upstream_uri(by_name[u], version) for u in s.upstreams)
-            out.append(Workload(service=s, version=version, in_mesh=in_mesh(s, version), upstream_uris=uris))
+def pod_annotations(w: Workload) -> dict[str, str]:
+    if not w.in_mesh:
+        return {INJECT: "false"}  # outside the mesh, known to Consul only through catalog sync
+    out = {INJECT: "true", TRANSPARENT_PROXY: "true", OVERWRITE_PROBES: "true"}
+    if w.upstream_uris:
+        out[CONSUL_DNS] = "true"
+    out[SIDECAR_SHUTDOWN_GRACE] = str(drain.TERMINATION_GRACE_S)
     return out
 
 
-# --- Kubernetes objects ---------------------------------------------------------------------------
+def env(w: Workload) -> dict[str, str]:
+    host = "127.0.0.1" if w.listens_on_localhost else "0.0.0.0"
+    return {
+        "NAME": w.display_name,
+        "MESSAGE": f"Hello from {w.name}",
+        "LISTEN_ADDR": f"{host}:{w.service.port}",
+        "UPSTREAM_URIS": ",".join(w.upstream_uris),
+    }
 
 
 @dataclass
 class DemoServicesArgs:
-    services: list[ServiceConfig]
-    state: MeshState
+    fleet: Fleet
+    target: Mapping[str, Phase]
+    step: pulumi.Output[Step]  # the phase guard's verdict: nothing is registered before it passed
     image: str
-    provider: k8s.Provider
     namespaces: Mapping[str, k8s.core.v1.Namespace]  # by name; must hold every service's namespace
-    # The phase guard, the platform's readiness and the Consul release: nothing is registered
-    # before a refused step has failed the `up`.
-    depends_on: pulumi.Output[list[pulumi.Resource]]
-    # Per service: the config entries its mesh pods need first (its ServiceDefaults, so a new
-    # permissive version accepts plain-text callers from its first request; its callers' intentions).
-    config_entries: Mapping[str, Sequence[pulumi.Resource]]
+    after: Sequence[pulumi.Resource]  # the platform's readiness and the Consul release
+    config: MeshConfig  # the config entries each mesh version waits for
 
 
 def _security_context() -> k8s.core.v1.SecurityContextArgs:
@@ -146,7 +97,7 @@ def deployment_spec(w: Workload, image: str) -> k8s.apps.v1.DeploymentSpecArgs:
         name=w.service.name,
         image=image,
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=port)],
-        env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in w.env().items()],
+        env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env(w).items()],
         readiness_probe=k8s.core.v1.ProbeArgs(
             http_get=k8s.core.v1.HTTPGetActionArgs(path=HEALTH_PATH, port=port),
             period_seconds=5,
@@ -156,9 +107,10 @@ def deployment_spec(w: Workload, image: str) -> k8s.apps.v1.DeploymentSpecArgs:
             requests={"cpu": "50m", "memory": "32Mi"},
             limits={"cpu": "200m", "memory": "64Mi"},
         ),
-        # fake-service exits at once on SIGTERM; the pause lets endpoints and Consul drop the pod first.
+        # fake-service exits at once on SIGTERM; it keeps serving until Consul and DNS have dropped
+        # the pod. The kubelet's own sleep action needs nothing from the image.
         lifecycle=k8s.core.v1.LifecycleArgs(
-            pre_stop=k8s.core.v1.LifecycleHandlerArgs(exec_=k8s.core.v1.ExecActionArgs(command=["sleep", "5"]))
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=drain.PRE_STOP_S))
         ),
         security_context=_security_context(),
     )
@@ -171,12 +123,13 @@ def deployment_spec(w: Workload, image: str) -> k8s.apps.v1.DeploymentSpecArgs:
             rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
         ),
         template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=w.annotations()),
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations(w)),
             spec=k8s.core.v1.PodSpecArgs(
                 service_account_name=w.service.name,  # Consul's ACL login maps it to the service identity
                 # The sidecar logs in to Consul with the token; outside the mesh nothing needs it.
                 automount_service_account_token=w.in_mesh,
                 security_context=_pod_security_context(),
+                termination_grace_period_seconds=drain.TERMINATION_GRACE_S,
                 containers=[container],
             ),
         ),
@@ -184,86 +137,56 @@ def deployment_spec(w: Workload, image: str) -> k8s.apps.v1.DeploymentSpecArgs:
 
 
 class DemoServices(pulumi.ComponentResource):
-    """ServiceAccounts, Services and this phase's Deployments of every demo service."""
+    """ServiceAccounts, Services and this step's Deployments of every service.
+
+    The Kubernetes provider comes through `opts` (`providers`), and every child inherits it.
+    """
 
     deployments: dict[str, k8s.apps.v1.Deployment]  # by Deployment name (api-v1, ...)
     services: dict[str, k8s.core.v1.Service]  # by service name
 
     def __init__(self, name: str, args: DemoServicesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=args.depends_on))
+        gate = args.step.apply(lambda _: list(args.after))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=gate))
         super().__init__("consul-mesh-migration:services:DemoServices", name, None, opts)
         self.deployments = {}
         self.services = {}
         accounts: dict[str, k8s.core.v1.ServiceAccount] = {}
 
-        for s in args.services:
-            ns = args.namespaces[s.ns]
-            meta = k8s.meta.v1.ObjectMetaArgs(name=s.name, namespace=s.ns, labels={"app": s.name})
-            accounts[s.name] = k8s.core.v1.ServiceAccount(
-                f"{name}-{s.name}-account",
-                metadata=meta,
-                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=after(args.depends_on, ns)),
-            )
+        for s in args.fleet.services:
+            ns = args.namespaces[s.namespace]
+            meta = k8s.meta.v1.ObjectMetaArgs(name=s.name, namespace=s.namespace, labels={"app": s.name})
+            child = pulumi.ResourceOptions(parent=self, depends_on=after(gate, ns))
+            accounts[s.name] = k8s.core.v1.ServiceAccount(f"{name}-{s.name}-account", metadata=meta, opts=child)
             # One Service for every version: in permissive both api-v1 and api-v2 serve behind `api`.
+            service_meta = meta
+            if not catalog_synced(s):
+                service_meta = k8s.meta.v1.ObjectMetaArgs(
+                    name=s.name, namespace=s.namespace, labels={"app": s.name}, annotations={SERVICE_SYNC: "false"}
+                )
             self.services[s.name] = k8s.core.v1.Service(
                 f"{name}-{s.name}-service",
-                metadata=meta,
+                metadata=service_meta,
                 spec=k8s.core.v1.ServiceSpecArgs(
                     selector={"app": s.name},
                     ports=[k8s.core.v1.ServicePortArgs(name="http", port=s.port, target_port=s.port)],
                 ),
-                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=after(args.depends_on, ns)),
+                opts=child,
             )
 
-        for w in workloads(args.services, args.state):
+        for w in workloads(args.fleet, args.target):
             s = w.service
             # The injector registers a pod through the Service selecting it, and the sidecar logs in
             # as the ServiceAccount: both exist first. Mesh pods also wait for their config entries.
-            needs: list[pulumi.Resource] = [args.namespaces[s.ns], accounts[s.name], self.services[s.name]]
+            needs: list[pulumi.Resource] = [args.namespaces[s.namespace], accounts[s.name], self.services[s.name]]
             if w.in_mesh:
-                needs += list(args.config_entries.get(s.name, ()))
+                needs += args.config.needed_by(w)
             self.deployments[w.name] = k8s.apps.v1.Deployment(
                 f"{name}-{w.name}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=w.name, namespace=s.ns, labels={"app": s.name, "version": w.version}
+                    name=w.name, namespace=s.namespace, labels={"app": s.name, "version": w.version}
                 ),
                 spec=deployment_spec(w, args.image),
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.provider, depends_on=after(args.depends_on, *needs)
-                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after(gate, *needs)),
             )
         self.register_outputs({})
-
-
-# --- what to check before advancing -----------------------------------------------------------------
-
-
-def upstream_names(services: Sequence[ServiceConfig], state: MeshState, exposed: str) -> list[str]:
-    """The upstream NAMEs a request through the gateway to `exposed` meets in this phase (all levels)."""
-    by_name = {s.name: s for s in services}
-    running = workloads(services, state)
-    seen: list[str] = []
-    todo = list(by_name[exposed].upstreams)
-    while todo:
-        up = todo.pop(0)
-        if up in seen or up == exposed:
-            continue
-        seen.append(up)
-        todo += by_name[up].upstreams
-    return sorted({w.display_name for w in running if w.service.name in seen})
-
-
-def verify(
-    services: Sequence[ServiceConfig], state: MeshState, exposed: str, url: str, stack: str
-) -> dict[str, object]:
-    """The stack output `verify`: the checks that say this phase is done and the next may start."""
-    # fake-service answers JSON; upstream_calls nests one level per hop.
-    names = "jq -r '.. | .upstream_calls? // empty | .[] | .name'"
-    nxt = state.phase.next
-    return {
-        "curl": f"for i in $(seq 20); do curl -s {url}; done | {names} | sort | uniq -c",
-        "expectUpstreams": upstream_names(services, state, exposed),
-        "expectService": sorted({w.display_name for w in workloads(services, state) if w.service.name == exposed}),
-        "configEntries": "kubectl get servicedefaults,serviceintentions,proxydefaults,mesh -A",
-        "next": f"make up STACK={stack} PHASE={nxt.value}" if nxt else "done: the migration is complete",
-    }

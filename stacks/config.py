@@ -17,8 +17,10 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from migration.fleet import Fleet, FleetError, Problem, Service, Step, check_graph, check_step
+from migration.phases import Phase
+
 from . import versions
-from .phases import Phase
 
 PROJECT = "consul-mesh-migration"
 
@@ -160,7 +162,10 @@ class GatewayConfig(_Model):
 
 
 class ServiceConfig(_Model):
-    """One demo service. `migrates`: starts outside the mesh (v1) and moves in (v2)."""
+    """One demo service. `migrates`: starts outside the mesh (v1) and moves in (v2).
+
+    `phase` overrides the stack's `phase` for this service alone (a fleet migrates service by service).
+    """
 
     name: DnsLabel
     namespace: DnsLabel | None = None
@@ -168,10 +173,14 @@ class ServiceConfig(_Model):
     migrates: bool = False
     upstreams: list[DnsLabel] = Field(default_factory=list)
     replicas: int = Field(default=1, ge=1, le=10)
+    phase: Phase | None = None
 
     @property
     def ns(self) -> str:
         return self.namespace or self.name
+
+    def model(self) -> Service:
+        return Service(self.name, self.ns, self.port, self.migrates, tuple(self.upstreams), self.replicas)
 
 
 def _default_services() -> list[ServiceConfig]:
@@ -218,33 +227,17 @@ class StackConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
-        names = [s.name for s in self.services]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"services: names must be unique; repeated: {', '.join(dupes)}")
-        for i, s in enumerate(self.services):
-            for up in s.upstreams:
-                if up not in names or up == s.name:
-                    raise ValueError(
-                        f"services[{i}].upstreams: {up!r} is not another service; allowed: {_others(names, s.name)}"
-                    )
-        for i, s in enumerate(self.services):
-            for up in s.upstreams:
-                callee = self.service(up)
-                # A legacy v1 runs outside the mesh; a service in the mesh from the start is strict mTLS.
-                if s.migrates and not callee.migrates:
-                    raise ValueError(
-                        f"services[{i}]: {s.name!r} migrates, so its v1 runs outside the mesh and cannot call "
-                        f"{up!r}, which is in the mesh from the start; make {up!r} migrate too, or drop the upstream"
-                    )
-                # Consul takes one ServiceIntentions per destination; the gateway's service has the gateway's.
-                if up == self.gateway.service:
-                    raise ValueError(
-                        f"services[{i}].upstreams: {up!r} is the gateway's service and its intentions belong to "
-                        "the gateway; expose another service (gateway.service) or drop the upstream"
-                    )
-        if self.gateway.service not in names:
-            raise ValueError(f"gateway.service {self.gateway.service!r} is not a service; allowed: {', '.join(names)}")
+        fleet = self.fleet()
+        try:
+            check_graph(fleet)
+        except FleetError as e:
+            raise ConfigError(self.describe(e)) from None
+        try:
+            # What the target phases alone forbid; what a step from the deployed phases forbids is
+            # checked by the phase gate, once those are known.
+            check_step(fleet, Step(target=self.target()))
+        except FleetError as e:
+            raise ConfigError(self.describe(e, by_phase=True)) from None
         if self.consul.dns_cluster_ip not in self.cluster.service_cidr:
             raise ValueError(
                 f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is outside "
@@ -264,6 +257,35 @@ class StackConfig(_Model):
 
     def service(self, name: str) -> ServiceConfig:
         return next(s for s in self.services if s.name == name)
+
+    def fleet(self) -> Fleet:
+        return Fleet(tuple(s.model() for s in self.services), exposed=self.gateway.service)
+
+    def target(self) -> dict[str, Phase]:
+        """Each service's phase: its own `phase`, or the stack's."""
+        return {s.name: s.phase or self.phase for s in self.services}
+
+    def key_of(self, problem: Problem) -> str:
+        """The config key a graph problem is about (`services[i].upstreams`, `gateway.service`, ...)."""
+        if problem.setting == "gateway":
+            return "gateway.service"
+        index = next((i for i, s in enumerate(self.services) if s.name == problem.service), None)
+        if index is None:
+            return "services"
+        return f"services[{index}].{problem.setting}" if problem.setting else f"services[{index}]"
+
+    def phase_key(self, service: str | None) -> str:
+        """Where `service`'s phase comes from: its own `services[i].phase`, or the stack's `phase`."""
+        own = next((i for i, s in enumerate(self.services) if s.name == service and s.phase), None)
+        return "phase" if own is None else f"services[{own}].phase"
+
+    def describe(self, error: FleetError, by_phase: bool = False) -> str:
+        """One line per problem, each under the config key the user changes to fix it: the service's
+        phase key for a step problem, the graph key for a graph problem."""
+        return "\n".join(
+            f"config {PROJECT}:{self.phase_key(p.service) if by_phase else self.key_of(p)}: {p.text}"
+            for p in error.problems
+        )
 
 
 def _others(names: list[str], own: str) -> str:

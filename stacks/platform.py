@@ -19,11 +19,12 @@ from components.kubernetes import ClusterTarget, ExistingCluster, ExistingCluste
 from components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.mesh_config import MeshConfig, MeshConfigArgs
 from components.network import Network, NetworkArgs
-from components.services import DemoServices, DemoServicesArgs, verify
+from components.services import DemoServices, DemoServicesArgs
+from migration.fleet import Step, dialed_directly
 
 from .config import PROJECT, ConfigError, StackConfig
-from .guard import PhaseJumpError, check_step
-from .phases import Phase, mesh_state
+from .gate import phase_gate
+from .outputs import record, verify
 
 
 def check_environment(cfg: StackConfig) -> None:
@@ -39,27 +40,6 @@ def check_environment(cfg: StackConfig) -> None:
         )
 
 
-def phase_gate(cfg: StackConfig) -> pulumi.Output[Phase]:
-    """The requested phase, once the guard has compared it with the phase the stack last deployed.
-
-    Migration objects depend on this Output, so a refused step changes none of them.
-    """
-    ref = pulumi.StackReference(
-        "deployed", stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    )
-
-    def check(deployed: Any) -> Phase:
-        try:
-            warning = check_step(deployed if isinstance(deployed, str) else None, cfg.phase, cfg.allow_phase_jump)
-        except PhaseJumpError as e:
-            raise ConfigError(f"config {PROJECT}:phase: {e}") from None
-        if warning:
-            pulumi.log.warn(warning)
-        return cfg.phase
-
-    return ref.get_output("phase").apply(check)
-
-
 def build(cfg: StackConfig) -> dict[str, Any]:
     """Build every component for `cfg` and return the stack outputs."""
     check_environment(cfg)
@@ -69,10 +49,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     consul = _consul(cfg, target, outputs)
     gateway = _gateway(cfg, target, consul, outputs)
     applied = _migration(cfg, target, consul, gateway, gate, outputs)
-    # Exported only once every migration object of the phase is in place: after a failed `up` the
-    # stack keeps reporting the last phase that completed, and the guard steps from there.
-    outputs["phase"] = pulumi.Output.all(gate, *[r.id for r in applied]).apply(lambda done: done[0].value)
-    outputs["nextPhase"] = cfg.phase.next.value if cfg.phase.next else None
+    record(cfg, gate, applied, outputs)
     return outputs
 
 
@@ -217,46 +194,52 @@ def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Consul, outputs: d
 def _migration(
     cfg: StackConfig,
     target: ClusterTarget,
-    consul: Any,
-    gateway: Any,
-    gate: pulumi.Output[Phase],
+    consul: Consul,
+    gateway: ApiGateway,
+    gate: pulumi.Output[Step],
     outputs: dict[str, Any],
 ) -> list[pulumi.CustomResource]:
-    """Demo services and per-phase Consul config entries; every object waits for `gate`.
+    """Demo services and the step's Consul config entries; every object waits for `gate`.
 
-    Returns the objects that make up the phase: its Deployments and config entries.
+    Returns the objects that make up the step: its Deployments and config entries.
     """
-    state = mesh_state(cfg.phase)
+    fleet, phases = cfg.fleet(), cfg.target()
+    step = gate
     # A refused step fails `gate`, so no migration object is registered and none changes. The
-    # platform's readiness (the LB controller's webhook) and the Consul release (CRDs, injector)
-    # come first too.
-    after = gate.apply(lambda _: [*target.ready, consul.release])
+    # platform's readiness and the Consul release (CRDs, injector, controllers) come first too.
+    first = [*target.ready, consul.release]
+    children = pulumi.ResourceOptions(providers=[target.provider])
     config = MeshConfig(
         "mesh-config",
         MeshConfigArgs(
-            services=cfg.services,
-            state=state,
-            provider=target.provider,
+            fleet=fleet,
+            target=phases,
+            step=step,
             global_namespace=consul.namespace,
             namespaces=gateway.namespaces,
-            depends_on=after,
+            after=first,
         ),
+        opts=children,
     )
     services = DemoServices(
         "services",
         DemoServicesArgs(
-            services=cfg.services,
-            state=state,
+            fleet=fleet,
+            target=phases,
+            step=step,
             image=cfg.versions.fake_service_image,
-            provider=target.provider,
             namespaces=gateway.namespaces,
-            depends_on=after,
-            config_entries={s.name: config.needed_by(s) for s in cfg.services},
+            after=first,
+            config=config,
         ),
+        opts=children,
     )
     outputs["verify"] = gateway.url.apply(
         # on kind the URL comes with a port-forward hint after it
-        lambda url: verify(cfg.services, state, cfg.gateway.service, url.split()[0], pulumi.get_stack())
+        lambda url: verify(fleet, phases, url.split()[0], pulumi.get_stack())
+    )
+    outputs["dialedDirectly"] = step.apply(
+        lambda st: sorted(s.name for s in fleet.services if dialed_directly(fleet, st, s.name))
     )
     return [
         *services.deployments.values(),

@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
+from migration.phases import Phase
 from stacks.config import ConfigError, StackConfig, parse_config
-from stacks.phases import Phase
 
 
 def test_defaults_describe_a_dev_stack_that_deploys_as_is():

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from components.consul_values import GATEWAY_COPIED_ANNOTATIONS, LB_SCHEME, LB_TARGET_TYPE, LB_TYPE
-from stacks.phases import PHASE_NAMES
+from migration.phases import PHASE_NAMES
 from stacks.versions import CONSUL_CHART, CONSUL_DATAPLANE_IMAGE, CONSUL_IMAGE, CONSUL_K8S_IMAGE
 
 LOCAL = {"stack": "local"}  # platform kubernetes (kind)

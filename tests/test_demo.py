@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
+from migration.phases import Phase
 from stacks.config import PROJECT
-from stacks.phases import Phase
 from tools import demo
 from tools.demo import DemoError, Demos
 

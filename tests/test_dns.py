@@ -26,7 +26,7 @@ def test_the_corefile_keeps_the_cluster_default_and_adds_a_consul_zone():
         assert "kubernetes cluster.local in-addr.arpa ip6.arpa" in default
         assert "forward . /etc/resolv.conf" in default
         assert "reload" in default  # CoreDNS picks the new Corefile up without a restart
-        assert consul.split() == ["errors", "cache", "30", "forward", ".", "172.20.0.53", "}"]
+        assert consul.split() == ["errors", "cache", "5", "forward", ".", "172.20.0.53", "}"]
 
 
 def test_each_platform_keeps_its_own_default_server_block():

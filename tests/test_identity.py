@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.phases import PHASE_NAMES
+from migration.phases import PHASE_NAMES
 
 HELD = json.loads((Path(__file__).parent / "data" / "urns.json").read_text())
 

@@ -11,8 +11,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from migration.phases import PHASE_NAMES
 from stacks.config import parse_config
-from stacks.phases import PHASE_NAMES
 
 KUBERNETES_VERSION = parse_config({}).versions.kubernetes + ".0"
 CRD_GROUPS = ("consul.hashicorp.com", "gateway.networking.k8s.io")

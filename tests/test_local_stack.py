@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.phases import PHASE_NAMES
+from migration.phases import PHASE_NAMES
 
 CLOUD_PACKAGES = ("aws:", "awsx:", "eks:")
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from stacks.phases import PHASE_NAMES
+from migration.phases import PHASE_NAMES
 from tools.mockrun import run_program
 from tools.plan import objects
 

@@ -16,9 +16,9 @@ from typing import Any
 import pulumi_policy
 import pytest
 
+from migration.phases import PHASE_NAMES
 from policy import rules
 from policy.rules import Resource
-from stacks.phases import PHASE_NAMES
 from tools.mockrun import PROJECT_DIR
 
 CONSUL = "kubernetes:helm.sh/v3:Release"

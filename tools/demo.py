@@ -34,9 +34,9 @@ from typing import Any, Protocol
 import yaml
 from pulumi import automation as auto
 
+from migration.phases import PHASE_NAMES, Phase
 from policy.rules import chart_name, creates_load_balancer
 from stacks.config import PROJECT
-from stacks.phases import PHASE_NAMES, Phase
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "demo-"

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""The offline rollout plan: what each `pulumi up` of the migration creates, changes and deletes.
+"""The offline rollout plan: the waves of `pulumi up`s that take the fleet to hardened, and what each
+creates, changes and deletes.
 
-Evaluates the real program under Pulumi's mocks (tools/mockrun.py) in every phase, in order, each
-step with the previous phase as the deployed one (so the phase guard sees what a real rollout
-shows it), and diffs the Kubernetes and AWS objects by URN. No Pulumi CLI, no credentials, no cluster.
+The waves come from the planner (migration/plan.py): the fewest `up`s from the stack's configured
+phases to every service hardened, preferring the race-free order. Each wave is evaluated with the
+real program under Pulumi's mocks (tools/mockrun.py), the previous wave's outputs standing for the
+deployed stack (so the guard sees what a real rollout shows it), and the Kubernetes and AWS objects
+are diffed by URN. The first step builds the stack at its configured phases from nothing. No Pulumi
+CLI, no credentials, no cluster.
 
 usage: tools/plan.py [--stack STACK] [--set key=value ...]      (make plan STACK=local)
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,9 +26,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stacks.config import PROJECT
-from stacks.phases import PHASE_NAMES
-from tools.mockrun import Resource, Run, run_program
+from migration.fleet import Fleet
+from migration.phases import Phase
+from migration.plan import config_commands
+from migration.plan import plan as waves_of
+from stacks.config import PROJECT, StackConfig, parse_config
+from tools.mockrun import Resource, Run, run_program, stack_config
 
 Evaluate = Callable[..., Run]
 _ABSENT = object()
@@ -42,8 +50,10 @@ class Change:
 @dataclass
 class Step:
     before: str | None  # None: an empty stack
-    after: str
+    after: str  # the phases selected: "strict" when every service is there, else "api=strict, web=virtual"
     changes: list[Change] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # the `pulumi config` commands that select it
+    windows: list[str] = field(default_factory=list)  # known windows of this step (the guard's warnings)
 
 
 def objects(run: Run) -> dict[str, Resource]:
@@ -76,6 +86,10 @@ def diff_paths(old: Any, new: Any, path: str = "") -> list[str]:
             sub = f"{path}.{key}" if path else str(key)
             out += diff_paths(old.get(key, _ABSENT), new.get(key, _ABSENT), sub)
         return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            line for i, (a, b) in enumerate(zip(old, new, strict=True)) for line in diff_paths(a, b, f"{path}[{i}]")
+        ]
     return [] if old == new else [f"{path}: {_show(old)} -> {_show(new)}"]
 
 
@@ -94,31 +108,84 @@ def diff(before: Run | None, after: Run) -> list[Change]:
     return changes
 
 
+def describe(phases: Mapping[str, Phase]) -> str:
+    values = set(phases.values())
+    if len(values) == 1:
+        return next(iter(values)).value
+    return ", ".join(f"{n}={p.value}" for n, p in phases.items())
+
+
+def selecting(cfg: StackConfig, phases: Mapping[str, Phase]) -> dict[str, Any]:
+    """Config overrides that select `phases`: the stack `phase`, and a phase on each service ahead of it."""
+    least = min(phases.values())
+    if set(phases.values()) == {least}:
+        return {"phase": least.value}
+    services = [
+        {
+            **s.model_dump(by_alias=True, exclude_none=True),
+            **({"phase": phases[s.name].value} if phases[s.name] != least else {}),
+        }
+        for s in cfg.services
+    ]
+    for entry in services:
+        if entry.get("phase") and Phase(entry["phase"]) == least:
+            del entry["phase"]
+    return {"phase": least.value, "services": services}
+
+
 def plan(stack: str, overrides: Mapping[str, Any] | None = None, evaluate: Evaluate | None = None) -> list[Step]:
-    """One Step per `pulumi up` of the rollout, from an empty stack to the last phase.
+    """One Step per `pulumi up`: the stack at its configured phases, then each wave to hardened.
 
     `evaluate` runs the program (tools.mockrun.run_program unless given, e.g. a caching one).
-    Raises RuntimeError when the program fails in a phase.
+    Raises RuntimeError when the program fails in a step.
     """
     evaluate = evaluate or run_program
-    steps: list[Step] = []
-    previous: Run | None = None
-    before: str | None = None
-    for phase in PHASE_NAMES:
-        deployed = {"phase": before} if before else None
-        run = evaluate({**(overrides or {}), "phase": phase}, stack=stack, deployed=deployed)
+    base = dict(overrides or {})
+    first = evaluate(base, stack=stack)
+    raw = _project_keys(stack_config(stack, base))
+    if first.error:
+        raise RuntimeError(f"stack {stack}, phase {raw.get('phase', 'discovery')}: {first.error}")
+    cfg = parse_config(raw)
+    fleet: Fleet = cfg.fleet()
+    start = cfg.target()
+    steps = [Step(None, describe(start), diff(None, first))]
+    previous, before = first, start
+    result = waves_of(fleet, start)
+    for target, windows in zip(result.waves, result.windows, strict=True):
+        run = evaluate({**base, **selecting(cfg, target)}, stack=stack, deployed=previous.outputs)
         if run.error:
-            raise RuntimeError(f"stack {stack}, phase {phase}: {run.error}")
-        steps.append(Step(before, phase, diff(previous, run)))
-        previous, before = run, phase
+            raise RuntimeError(f"stack {stack}, phase {describe(target)}: {run.error}")
+        steps.append(
+            Step(
+                describe(before), describe(target), diff(previous, run), config_commands(fleet, before, target), windows
+            )
+        )
+        previous, before = run, target
     return steps
 
 
+def _project_keys(flat: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        namespace, _, name = key.partition(":")
+        if namespace == PROJECT:
+            out[name] = json.loads(value) if value[:1] in "[{" else value
+    for key in ("allowPhaseJump",):
+        if isinstance(out.get(key), str):
+            out[key] = out[key] == "true"
+    return out
+
+
 def render(stack: str, steps: list[Step]) -> str:
-    lines = [f"Rollout plan for stack {stack}: one `pulumi up` per step (evaluated offline under mocks)."]
+    lines = [
+        f"Rollout plan for stack {stack}: {len(steps) - 1} wave(s) to hardened after the first `pulumi up`, "
+        "one `pulumi up` per step (evaluated offline under mocks)."
+    ]
     for i, step in enumerate(steps, 1):
         lines.append("")
         lines.append(f"step {i}: {step.before or '(empty stack)'} -> {step.after}")
+        lines += [f"  config  {c}" for c in step.commands]
+        lines += [f"  window  {w}" for w in step.windows]
         if not step.changes:
             lines.append("  no changes")
         for c in step.changes:
@@ -145,9 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     args = parser.parse_args(argv)
+    logging.getLogger().setLevel(logging.ERROR)  # the guard's warnings are the plan's `window` lines
     overrides = _overrides(args.set)
     if "phase" in overrides:
-        raise SystemExit("--set phase: the plan walks every phase itself")
+        raise SystemExit("--set phase: the plan starts from the stack's phases and walks to hardened itself")
     try:
         steps = plan(args.stack, overrides)
     except RuntimeError as e:

@@ -1,0 +1,74 @@
+"""The Consul config entries a fleet step needs, as plain data; components/mesh_config.py builds them.
+
+- ServiceDefaults per service: protocol http, and for a migrating service the mTLS mode of its
+  inbound side. `outside` keeps `permissive` (no mesh instance exists, so it changes nothing), so a
+  step back from permissive deletes the mesh version while it still accepts plain text, instead of
+  turning it strict mid-`up` while callers still find it in DNS.
+- ServiceIntentions per called service, allowing each caller (in every phase, so the intention is
+  in Consul before its service turns strict).
+- Mesh: open (permissive allowed, non-mesh destinations allowed) until every service is hardened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .fleet import Fleet, Step, dialed_directly, mesh_closed
+from .phases import Phase, inbound
+
+MutualTLSMode = Literal["permissive", "strict"]
+
+
+@dataclass(frozen=True)
+class ServiceDefaultsEntry:
+    protocol: str
+    mutual_tls_mode: MutualTLSMode | None  # None: the field is absent (the mesh default, strict)
+    dialed_directly: bool
+
+
+@dataclass(frozen=True)
+class Intention:
+    source: str
+    description: str
+
+
+@dataclass(frozen=True)
+class MeshEntry:
+    allow_enabling_permissive_mutual_tls: bool
+    mesh_destinations_only: bool
+
+
+PROTOCOL = "http"  # every sidecar speaks HTTP: L7 metrics, routing and access logs
+
+
+def mutual_tls_mode(phase: Phase, migrates: bool) -> MutualTLSMode | None:
+    if not migrates:
+        return None
+    side = inbound(phase, True)
+    if side == "hardened":
+        return None
+    return "strict" if side == "strict" else "permissive"
+
+
+def service_defaults(fleet: Fleet, step: Step, name: str) -> ServiceDefaultsEntry:
+    s = fleet.service(name)
+    return ServiceDefaultsEntry(
+        protocol=PROTOCOL,
+        mutual_tls_mode=mutual_tls_mode(step.target[name], s.migrates),
+        dialed_directly=dialed_directly(fleet, step, name),
+    )
+
+
+def intentions(fleet: Fleet) -> dict[str, tuple[Intention, ...]]:
+    """Per called service (in config order), an allow intention from each caller."""
+    return {
+        s.name: tuple(Intention(source=c, description=f"{c} calls {s.name}") for c in fleet.callers(s.name))
+        for s in fleet.services
+        if fleet.callers(s.name)
+    }
+
+
+def mesh(step: Step) -> MeshEntry:
+    closed = mesh_closed(step.target)
+    return MeshEntry(allow_enabling_permissive_mutual_tls=not closed, mesh_destinations_only=closed)

@@ -1,0 +1,99 @@
+"""Which Deployments a fleet step runs and how each addresses its upstreams: decided once, as data.
+
+Every service has a Kubernetes Service named after it; its Deployments are `<name>-v1` and/or
+`<name>-v2` (see phases.versions). A mesh version that still dials its upstreams through
+`.service.consul` starts only once those upstreams' ServiceDefaults are in Consul, so that a strict
+upstream already carries the dialedDirectly exception it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .fleet import Fleet, Phases, Service
+from .phases import Dns, Phase, Version, in_mesh, upstream_dns, versions
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One Deployment: a version of a service in a phase."""
+
+    service: Service
+    version: Version
+    phase: Phase
+    in_mesh: bool
+    dns: Dns  # how it addresses its upstreams
+    upstream_uris: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.service.name}-{self.version}"
+
+    @property
+    def display_name(self) -> str:
+        """fake-service's NAME: what a call through the gateway shows for this version."""
+        return display_name(self.service.name, self.in_mesh)
+
+    @property
+    def listens_on_localhost(self) -> bool:
+        """A migrating service's mesh version is reachable only through its sidecar."""
+        return self.in_mesh and self.service.migrates
+
+    @property
+    def waits_for_upstream_defaults(self) -> tuple[str, ...]:
+        """Upstreams whose ServiceDefaults must be in Consul before this version starts."""
+        return self.service.upstreams if self.in_mesh and self.dns == "service" else ()
+
+
+def display_name(service: str, in_mesh: bool) -> str:
+    return f"{service} (mesh)" if in_mesh else f"{service} (non-mesh)"
+
+
+def upstream_uri(upstream: Service, dns: Dns) -> str:
+    return f"http://{upstream.name}.{dns}.consul:{upstream.port}"
+
+
+def workloads(fleet: Fleet, target: Phases) -> list[Workload]:
+    """The Deployments that run after the step, in config order."""
+    out: list[Workload] = []
+    for s in fleet.services:
+        phase = target[s.name]
+        for v in versions(phase, s.migrates):
+            dns = upstream_dns(phase, v, s.migrates)
+            uris = tuple(upstream_uri(fleet.service(u), dns) for u in s.upstreams)
+            out.append(Workload(s, v, phase, in_mesh(v, s.migrates), dns, uris))
+    return out
+
+
+def catalog_synced(service: Service) -> bool:
+    """Catalog sync registers a migrating service, whose legacy version only Consul's catalog knows.
+
+    A service in the mesh from the start is registered by connect-inject with its sidecar; syncing
+    it too would add sidecar-less copies of its pods to `.service.consul`, which plain-text callers
+    would then dial and be refused.
+    """
+    return service.migrates
+
+
+def reachable(fleet: Fleet, start: str) -> list[str]:
+    """Every service a request to `start` reaches through its upstreams (all levels), in visit order."""
+    seen: list[str] = []
+    todo = list(fleet.service(start).upstreams)
+    while todo:
+        up = todo.pop(0)
+        if up in seen or up == start:
+            continue
+        seen.append(up)
+        todo += fleet.service(up).upstreams
+    return seen
+
+
+def upstream_names(fleet: Fleet, target: Mapping[str, Phase]) -> list[str]:
+    """The upstream NAMEs a request through the gateway meets in these phases (all levels)."""
+    behind = set(reachable(fleet, fleet.exposed))
+    return sorted({w.display_name for w in workloads(fleet, target) if w.service.name in behind})
+
+
+def exposed_names(fleet: Fleet, target: Mapping[str, Phase]) -> list[str]:
+    return sorted({w.display_name for w in workloads(fleet, target) if w.service.name == fleet.exposed})
