@@ -5,6 +5,7 @@ No Pulumi CLI runs here: the fakes record what the tool asks of Pulumi, in order
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -206,6 +207,22 @@ def test_create_like_local_targets_the_kind_cluster(demos, ws):
     assert "aws:region" not in config
 
 
+def test_a_demo_like_dev_runs_on_spot_nodes_unless_asked_for_on_demand(demos, ws):
+    demos.create("alice")
+    assert ws.stacks["demo-alice"].config[f"{PROJECT}:cluster.capacityType"] == ("SPOT", True)
+    demos.create("bob", on_demand=True)
+    assert f"{PROJECT}:cluster.capacityType" not in ws.stacks["demo-bob"].config  # the program's ON_DEMAND default
+    demos.create("carol", like="local")  # no node group to price
+    assert f"{PROJECT}:cluster.capacityType" not in ws.stacks["demo-carol"].config
+
+
+def test_on_demand_is_a_flag_of_create(demos, ws):
+    assert demo.main(["create", "--name", "alice", "--on-demand"], demos=lambda: demos) == 0
+    assert f"{PROJECT}:cluster.capacityType" not in ws.stacks["demo-alice"].config
+    assert demo.main(["create", "--name", "bob"], demos=lambda: demos) == 0
+    assert ws.stacks["demo-bob"].config[f"{PROJECT}:cluster.capacityType"] == ("SPOT", True)
+
+
 def test_create_refuses_a_name_in_use(demos, ws):
     ws.add("demo-alice", phase="strict")
     with pytest.raises(DemoError, match="demo-alice exists"):
@@ -387,6 +404,64 @@ def test_reap_dry_run_destroys_nothing(demos, ws, said):
     assert demos.reap(dry_run=True) == []
     assert ws.log == []
     assert said == ["demo-old: expired 1h00m ago"]
+
+
+# --- pull-request demos ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pr_root(tmp_path):
+    """A checkout whose dev stack file a pull request moved to `strict`."""
+    text = (demo.ROOT / "Pulumi.dev.yaml").read_text().replace("phase: discovery", "phase: strict")
+    assert "phase: strict" in text
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    return tmp_path
+
+
+def test_a_pull_request_demo_is_created_at_the_phase_its_stack_file_names(demos, ws, pr_root):
+    demos.root = pr_root
+    demos.pr_up(12)
+    stack = ws.stacks["demo-pr-12"]
+    assert ws.log[-1] == ("up", "demo-pr-12", "strict")
+    assert stack.config[f"{PROJECT}:cluster.capacityType"] == ("SPOT", True)
+    assert stack.tags[demo.TAG_EXPIRES] == "2026-11-27T12:00:00Z"  # 24h by default
+
+
+def test_a_push_brings_the_pull_request_demo_up_to_date_and_extends_its_life(demos, ws, pr_root, said):
+    stack = ws.add("demo-pr-12", phase="permissive", created=NOW - timedelta(hours=20), ttl=timedelta(hours=24))
+    demos.root = pr_root  # the push moved the stack file from permissive to strict
+    outputs = demos.pr_up(12, ttl=timedelta(hours=6))
+    assert ws.log[-1] == ("up", "demo-pr-12", "strict")
+    assert ("tag", "demo-pr-12", demo.TAG_EXPIRES) in ws.log
+    assert stack.tags[demo.TAG_CREATED] == "2026-11-25T16:00:00Z"  # still the first push's
+    assert stack.tags[demo.TAG_EXPIRES] == "2026-11-26T18:00:00Z"
+    assert outputs["phase"].value == "strict"
+    assert "gateway: http://gw.example" in said
+
+
+def test_the_pull_request_demo_goes_when_asked_and_a_second_ask_is_no_error(demos, ws, said):
+    ws.add("demo-pr-12", phase="strict")
+    demos.pr_down(12)
+    assert ws.log[-2:] == [("destroy", "demo-pr-12"), ("remove", "demo-pr-12")]
+    demos.pr_down(12)
+    assert said[-1] == "demo-pr-12: no such demo, nothing to destroy"
+
+
+@pytest.mark.parametrize("number", [0, -3])
+def test_a_pull_request_number_must_be_positive(number):
+    with pytest.raises(DemoError, match="positive"):
+        demo.pr_demo_name(number)
+
+
+def test_pr_up_writes_the_outputs_fit_to_post_on_the_pull_request(demos, ws, tmp_path):
+    out = tmp_path / "outputs.json"
+    assert demo.main(["pr-up", "--pr", "7", "--outputs", str(out)], demos=lambda: demos) == 0
+    written = json.loads(out.read_text())
+    assert written["phase"] == "discovery" and written["gatewayUrl"] == "http://gw.example"
+    assert written["verify"]["curl"] == "curl -s http://gw.example/"
+    assert demo.public_outputs({"kubeconfig": auto.OutputValue("{...}", True)}) == {}
+    assert demo.main(["pr-down", "--pr", "7"], demos=lambda: demos) == 0
+    assert ws.stacks == {}
 
 
 # --- the command line ------------------------------------------------------------------------------------------------

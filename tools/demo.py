@@ -5,10 +5,18 @@
     python -m tools.demo list                   demo stacks with their phase, age and expiry
     python -m tools.demo destroy [--name N] [--force]
     python -m tools.demo reap [--dry-run]       destroy every demo whose time-to-live has run out
+    python -m tools.demo pr-up --pr N [--outputs FILE]    the demo of pull request N: create, or bring up to date
+    python -m tools.demo pr-down --pr N                   destroy the demo of pull request N, if there is one
 
 A demo is the stack `demo-<name>` (the name defaults to the git branch), configured like the `dev`
 (EKS) or `local` (kind) stack, with `cluster.protect` off so that destroy can delete the cluster.
 Its creation time and expiry are stack tags, so `reap` works from any machine that shares the backend.
+A demo like `dev` runs its EKS nodes on spot capacity (`cluster.capacityType: SPOT`) unless --on-demand.
+
+Pull-request demos (.github/workflows/demo.yml) are `demo-pr-<N>`: `pr-up` creates one at the
+phase the pull request's stack file names; run again, it applies the pull request's program and
+stack file to it (a phase change there moves the demo too, one phase at a time as the guard allows)
+and counts the time-to-live again from now.
 State goes to $PULUMI_BACKEND_URL, or to the local file backend <repo>/.pulumi-state as with `make up`.
 
 The logic (class Demos) takes a workspace and a stack opener, so tests give it fakes; `main` wires
@@ -44,6 +52,8 @@ MAX_NAME = 40  # short enough to read in `list`; long names keep a hash of the f
 TAG_CREATED = "demo:created"
 TAG_EXPIRES = "demo:expires"
 DEFAULT_TTL = "8h"
+PR_TTL = "24h"  # a pull request's demo lives this long after its last push
+SPOT = "SPOT"  # cluster.capacityType of a demo's EKS nodes unless --on-demand
 TEMPLATES = ("dev", "local")  # the stack files a demo copies its config from
 LB_CONTROLLER_CHART = "aws-load-balancer-controller"
 CONSUL_CHART = "consul"
@@ -143,22 +153,58 @@ def _flatten(key: str, value: Any) -> list[tuple[str, str, bool]]:
     return [(key, text, "." in key.split(":", 1)[-1] or "[" in key)]
 
 
-def demo_config(
-    like: str, phase: Phase, region: str | None = None, context: str | None = None, root: Path = ROOT
-) -> list[tuple[str, str, bool]]:
-    """The config of a new demo: the `like` stack's file, at `phase`, unprotected so destroy can finish."""
+def _like_config(like: str, root: Path) -> dict[str, Any]:
     if like not in TEMPLATES:
         raise DemoError(f"--like {like!r}: allowed: {', '.join(TEMPLATES)}")
-    config = dict((yaml.safe_load((root / f"Pulumi.{like}.yaml").read_text()) or {}).get("config") or {})
+    return dict((yaml.safe_load((root / f"Pulumi.{like}.yaml").read_text()) or {}).get("config") or {})
+
+
+def like_phase(like: str, root: Path = ROOT) -> Phase:
+    """The phase the `like` stack's file names (discovery when it names none)."""
+    phase = _like_config(like, root).get(f"{PROJECT}:phase", Phase.DISCOVERY.value)
+    if phase not in PHASE_NAMES:
+        raise DemoError(f"Pulumi.{like}.yaml: phase {phase!r}: allowed: {', '.join(PHASE_NAMES)}")
+    return Phase(phase)
+
+
+def demo_config(
+    like: str,
+    phase: Phase,
+    region: str | None = None,
+    context: str | None = None,
+    root: Path = ROOT,
+    *,
+    on_demand: bool = False,
+) -> list[tuple[str, str, bool]]:
+    """The config of a new demo: the `like` stack's file, at `phase`, unprotected so destroy can finish.
+
+    A demo like `dev` runs its nodes on spot capacity, at a fraction of the on-demand price, unless
+    `on_demand`: a demo lives for hours and can take the loss of a node.
+    """
+    config = _like_config(like, root)
     config[f"{PROJECT}:phase"] = phase.value
     cluster = dict(config.get(f"{PROJECT}:cluster") or {})
     cluster["protect"] = False  # a demo is meant to be destroyed; protect guards long-lived stacks
+    if like == "dev" and not on_demand:
+        cluster["capacityType"] = SPOT
     if context:
         cluster["context"] = context
     config[f"{PROJECT}:cluster"] = cluster
     if region:
         config["aws:region"] = region
     return [item for key, value in config.items() for item in _flatten(key, value)]
+
+
+def pr_demo_name(number: int) -> str:
+    """A pull request's demo name: stable across pushes, so each push updates the same stack."""
+    if number <= 0:
+        raise DemoError(f"pull request number {number}: must be a positive integer")
+    return f"pr-{number}"
+
+
+def public_outputs(outputs: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
+    """Stack outputs fit to post on a pull request: every one not marked secret."""
+    return {key: out.value for key, out in sorted(outputs.items()) if not out.secret}
 
 
 def backend_url(env: Mapping[str, str], root: Path = ROOT) -> str:
@@ -256,6 +302,7 @@ class Demos:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     say: Callable[[str], Any] = print
     branch: Callable[[], str] = git_branch
+    root: Path = ROOT  # where the stack files a demo copies are
 
     def resolve(self, name: str | None) -> str:
         return demo_stack_name(name if name else self.branch())
@@ -279,22 +326,62 @@ class Demos:
         region: str | None = None,
         context: str | None = None,
         ttl: timedelta | None = None,
-    ) -> None:
+        on_demand: bool = False,
+    ) -> Mapping[str, auto.OutputValue]:
         ttl = ttl or parse_ttl(DEFAULT_TTL)
         stack_name = self.resolve(name)
         if stack_name in self.names():
             raise DemoError(f"{stack_name} exists already: `advance` it, or `destroy` it first")
-        config = demo_config(like, phase, region, context)
+        config = demo_config(like, phase, region, context, self.root, on_demand=on_demand)
         stack = self.open_stack(stack_name, True)
         # Tags first: a demo whose first `up` fails still expires and is reaped.
         created = self.now()
         stack.set_tag(TAG_CREATED, _stamp(created))
         stack.set_tag(TAG_EXPIRES, _stamp(created + ttl))
+        self.say(f"{stack_name}: like {like}, phase {phase.value}, expires {_stamp(created + ttl)}")
+        return self._up(stack, config)
+
+    def _up(self, stack: DemoStack, config: Iterable[tuple[str, str, bool]]) -> Mapping[str, auto.OutputValue]:
         for key, text, path in config:
             stack.set_config(key, auto.ConfigValue(value=text), path=path)
-        self.say(f"{stack_name}: like {like}, phase {phase.value}, expires {_stamp(created + ttl)}")
         stack.up(on_output=self.say)
-        self._report(stack_name, stack.outputs())
+        outputs = stack.outputs()
+        self._report(stack.name, outputs)
+        return outputs
+
+    def pr_up(
+        self,
+        number: int,
+        *,
+        like: str = "dev",
+        region: str | None = None,
+        ttl: timedelta | None = None,
+        on_demand: bool = False,
+    ) -> Mapping[str, auto.OutputValue]:
+        """The demo of pull request `number`, at the phase the checked-out `like` stack file names.
+
+        A new demo is created; an existing one gets the checked-out program and stack file, so a
+        push that changes the phase moves the demo with it (the program's guard allows one phase
+        per `up`, as on the real stack), and its time-to-live counts again from now.
+        """
+        ttl = ttl or parse_ttl(PR_TTL)
+        name, phase = pr_demo_name(number), like_phase(like, self.root)
+        stack_name = self.resolve(name)
+        if stack_name not in self.names():
+            return self.create(name, like=like, phase=phase, region=region, ttl=ttl, on_demand=on_demand)
+        stack = self.open_stack(stack_name, False)
+        expires = self.now() + ttl
+        stack.set_tag(TAG_EXPIRES, _stamp(expires))
+        self.say(f"{stack_name}: the pull request's program at phase {phase.value}, expires {_stamp(expires)}")
+        return self._up(stack, demo_config(like, phase, region, root=self.root, on_demand=on_demand))
+
+    def pr_down(self, number: int) -> None:
+        """Destroy the demo of pull request `number`; none is no error (the label may come off twice)."""
+        stack_name = self.resolve(pr_demo_name(number))
+        if stack_name not in self.names():
+            self.say(f"{stack_name}: no such demo, nothing to destroy")
+            return
+        self.destroy(stack_name)
 
     def advance(self, name: str | None = None) -> Phase:
         """One phase forward from the deployed phase; the program's guard checks the step again."""
@@ -305,10 +392,8 @@ class Demos:
         following = Phase(deployed).next
         if following is None:
             raise DemoError(f"{stack.name} is at {deployed}, the last phase; `destroy` it when the demo is over")
-        stack.set_config(f"{PROJECT}:phase", auto.ConfigValue(value=following.value))
         self.say(f"{stack.name}: {deployed} -> {following.value}")
-        stack.up(on_output=self.say)
-        self._report(stack.name, stack.outputs())
+        self._up(stack, [(f"{PROJECT}:phase", following.value, False)])
         return following
 
     def _report(self, stack_name: str, outputs: Mapping[str, auto.OutputValue]) -> None:
@@ -420,6 +505,16 @@ def main(argv: Sequence[str] | None = None, demos: Callable[[], Demos] = local_d
     create.add_argument("--region", help="AWS region (like dev)")
     create.add_argument("--context", help="kubeconfig context (like local)")
     create.add_argument("--ttl", default=DEFAULT_TTL, help="time to live, such as 90m, 8h or 2d (default %(default)s)")
+    pr_up = sub.add_parser("pr-up", help="create the demo of a pull request, or bring it up to date")
+    pr_down = sub.add_parser("pr-down", help="destroy the demo of a pull request, if there is one")
+    for p in (pr_up, pr_down):
+        p.add_argument("--pr", type=int, required=True, help="pull request number; the stack is demo-pr-<N>")
+    pr_up.add_argument("--like", choices=TEMPLATES, default="dev", help="the stack file the pull request changes")
+    pr_up.add_argument("--region", help="AWS region (like dev)")
+    pr_up.add_argument("--ttl", default=PR_TTL, help="time to live after this push (default %(default)s)")
+    pr_up.add_argument("--outputs", type=Path, help="write the stack outputs that are not secret here, as JSON")
+    for p in (create, pr_up):
+        p.add_argument("--on-demand", action="store_true", help="like dev: on-demand nodes instead of spot")
     for command, text in (("advance", "move a demo one phase forward"), ("destroy", "destroy a demo and its stack")):
         p = sub.add_parser(command, help=text)
         p.add_argument("--name", help="demo name (default: the git branch)")
@@ -439,7 +534,16 @@ def main(argv: Sequence[str] | None = None, demos: Callable[[], Demos] = local_d
                 region=args.region,
                 context=args.context,
                 ttl=parse_ttl(args.ttl),
+                on_demand=args.on_demand,
             )
+        elif args.command == "pr-up":
+            outputs = d.pr_up(
+                args.pr, like=args.like, region=args.region, ttl=parse_ttl(args.ttl), on_demand=args.on_demand
+            )
+            if args.outputs:
+                args.outputs.write_text(json.dumps(public_outputs(outputs), indent=2) + "\n")
+        elif args.command == "pr-down":
+            d.pr_down(args.pr)
         elif args.command == "advance":
             d.advance(args.name)
         elif args.command == "list":
