@@ -709,6 +709,24 @@ def _items(body: bytes) -> list[dict[str, Any]]:
     return [i for i in items or [] if isinstance(i, dict)]
 
 
+# Consul's default access-log format, used when ProxyDefaults enables access logs without a format of
+# its own (hashicorp/consul agent/xds/accesslogs/accesslogs.go, defaultJSONFormat, at
+# 05ecf385e25af968d5aee2e1b4621346572c1849), written by Envoy to stdout as one JSON object a line:
+#   start_time %START_TIME%, route_name %ROUTE_NAME%, method %REQ(:METHOD)%,
+#   path %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%, protocol %PROTOCOL%, response_code %RESPONSE_CODE%,
+#   response_flags %RESPONSE_FLAGS%, response_code_details %RESPONSE_CODE_DETAILS%,
+#   connection_termination_details %CONNECTION_TERMINATION_DETAILS%, bytes_received %BYTES_RECEIVED%,
+#   bytes_sent %BYTES_SENT%, duration %DURATION%, upstream_service_time %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%,
+#   x_forwarded_for %REQ(X-FORWARDED-FOR)%, user_agent %REQ(USER-AGENT)%, request_id %REQ(X-REQUEST-ID)%,
+#   authority %REQ(:AUTHORITY)%, upstream_host %UPSTREAM_HOST%, upstream_cluster %UPSTREAM_CLUSTER%,
+#   upstream_local_address %UPSTREAM_LOCAL_ADDRESS%, downstream_local_address %DOWNSTREAM_LOCAL_ADDRESS%,
+#   downstream_remote_address %DOWNSTREAM_REMOTE_ADDRESS%, requested_server_name %REQUESTED_SERVER_NAME%,
+#   upstream_transport_failure_reason %UPSTREAM_TRANSPORT_FAILURE_REASON%
+# The precheck reads upstream_cluster, requested_server_name, downstream_remote_address and start_time.
+# Key order and value types are not relied on (Envoy gets the format as a protobuf map, and writes
+# numbers and null for single-operator values); null, "" and "-" all mean "no value".
+
+
 def access_log_entries(text: str) -> Iterator[dict[str, Any]]:
     """The Envoy access-log records in a container log: one JSON object a line, among other lines
     (consul-dataplane's own log and Envoy's application log, on the same stream)."""
@@ -857,6 +875,7 @@ def find_callers(pre: Precheck, kube: KubeApi, deadline: Deadline) -> tuple[list
             refs = ", ".join(_pod_ref(p) for p in running[:3]) + (", ..." if len(running) > 3 else "")
             caller.who = f"{refs} ({ip})"
         live.append(caller)
+    live.sort(key=lambda c: (-c.connections, c.ip))  # the busiest caller first
     return live, stats
 
 
