@@ -914,7 +914,8 @@ def run_precheck(pre: Precheck, kube: KubeApi | None = None, clock: Callable[[],
     ignored = ", ".join(f"{n} from {what}" for what, n in sorted(stats.ignored.items()))
     return (
         f"precheck ok: no plain-text caller outside the mesh of {services} in the last {pre.window_seconds} s "
-        f"({stats.pods} sidecar logs, {stats.entries} access-log records, {stats.plaintext} plain-text"
+        f"({stats.pods} sidecar log{'s' if stats.pods != 1 else ''}, {stats.entries} access-log records, "
+        f"{stats.plaintext} plain-text"
         f"{'; ignored ' + ignored if ignored else ''}); {_secs(deadline.elapsed())}"
     )
 

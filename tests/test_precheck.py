@@ -142,7 +142,7 @@ def test_the_checks_own_probes_and_callers_in_the_mesh_do_not_count() -> None:
     assert code == 0, line
     assert line.startswith(
         f"[permissive] precheck ok: no plain-text caller outside the mesh of api in the last {WINDOW} s "
-        "(1 sidecar logs, 4 access-log records, 2 plain-text; "
+        "(1 sidecar log, 4 access-log records, 2 plain-text; "
         "ignored 1 from callers in the mesh, 1 from the checks' own probes); "
     )
 
