@@ -653,12 +653,16 @@ class HttpKube:
                     self.token = f.read().strip()
             except OSError as exc:
                 raise Invalid(f"precheck kubernetes: cannot read the token {cfg.token_file}: {exc.strerror}") from None
-        self.context: ssl.SSLContext | None = None
+        context: ssl.SSLContext | None = None
         if self.base.startswith("https://"):
             try:
-                self.context = ssl.create_default_context(cafile=cfg.ca_file) if cfg.ca_file else None
+                context = ssl.create_default_context(cafile=cfg.ca_file) if cfg.ca_file else None
             except (OSError, ssl.SSLError) as exc:
                 raise Invalid(f"precheck kubernetes: cannot load the CA {cfg.ca_file}: {exc}") from None
+        # Straight to the API server: no HTTP(S)_PROXY from the environment.
+        self.opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
 
     def _get(self, path: str, query: Mapping[str, str | int]) -> bytes:
         url = f"{self.base}{path}?{urllib.parse.urlencode(query)}" if query else f"{self.base}{path}"
@@ -667,7 +671,7 @@ class HttpKube:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as resp:
+            with self.opener.open(request, timeout=self.timeout) as resp:
                 return resp.read()
         except urllib.error.HTTPError as exc:
             raise KubeError(exc.code, f"GET {path}: HTTP {exc.code} {_status_message(exc.read())}") from None
@@ -821,7 +825,7 @@ def find_callers(pre: Precheck, kube: KubeApi, deadline: Deadline) -> tuple[list
         sidecars = [
             p
             for p in pods
-            if sig.container in _containers(p) and (p.get("status") or {}).get("phase") in ("Running", "Pending", None)
+            if sig.container in _containers(p) and (p.get("status") or {}).get("phase") in ("Running", None)
         ]
         if not sidecars:
             raise CheckFailed(
