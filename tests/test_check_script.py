@@ -49,7 +49,7 @@ from checks.mesh_check import probe_plaintext
 
 SCRIPT = Path(mesh_check.__file__)
 API_URI = "http://api.service.consul:9091"
-TINY = 0.2  # every timeout in this file: the suite stays fast
+TINY = 0.2  # where a test waits for a timeout; answers that should come get 2 s
 
 
 # --- servers on loopback ---------------------------------------------------------------------------
@@ -218,6 +218,7 @@ def expectation(
     tolerance: float = 0.4,
     settle: float = 0.0,
     total: float = 10.0,
+    timeout: float = 2.0,
 ) -> dict[str, Any]:
     return {
         "version": 1,
@@ -231,7 +232,7 @@ def expectation(
                 "names": names or {"web": ["web (mesh)"], "api": ["api (mesh)", "api (non-mesh)"]},
             },
             "plaintext": [{"service": s, "url": u, "expect": e, "attempts": 2} for s, u, e in plaintext],
-            "timeouts": {"request": TINY, "plaintext": TINY, "settle": settle, "total": total},
+            "timeouts": {"request": timeout, "plaintext": timeout, "settle": settle, "total": total},
         },
     }
 
@@ -345,7 +346,7 @@ def test_a_refused_gateway_connection_fails(servers: dict[str, Any]) -> None:
 
 def test_a_gateway_that_never_answers_times_out_saying_how_long_it_waited(servers: dict[str, Any]) -> None:
     gateway = url(servers, "hang")
-    code, line = run(expectation(gateway))
+    code, line = run(expectation(gateway, timeout=TINY))
     assert (code, line) == (1, f"postcheck gateway: timed out after 200 ms waiting for {gateway} (request 1 of 20)")
 
 
@@ -374,7 +375,7 @@ def test_the_whole_postcheck_keeps_to_its_budget(servers: dict[str, Any]) -> Non
     ],
 )
 def test_plaintext_probe_verdicts(servers: dict[str, Any], server: str, verdict: str, detail: str) -> None:
-    probe = probe_plaintext(url(servers, server), TINY)
+    probe = probe_plaintext(url(servers, server), 2.0)
     assert (probe.verdict, probe.detail) == (verdict, detail)
 
 
@@ -405,7 +406,7 @@ def test_a_service_that_should_accept_plain_text_but_closes_fails(servers: dict[
 
 def test_a_silent_plaintext_probe_times_out_saying_which_and_how_long(servers: dict[str, Any]) -> None:
     web = url(servers, "hang")
-    code, line = run(expectation(url(servers, "fine"), plaintext=[("web", web, "refused")]))
+    code, line = run(expectation(url(servers, "fine"), plaintext=[("web", web, "refused")], timeout=TINY))
     assert code == 1
     assert line == (
         f"postcheck plaintext web: timed out after 200 ms waiting for {web} to answer or close "
