@@ -228,8 +228,8 @@ def _migration(
     """
     state = mesh_state(cfg.phase)
     # A refused step fails `gate`, so no migration object is registered and none changes. The
-    # platform's readiness (the LB controller's webhook) and the Consul release (CRDs, injector)
-    # come first too.
+    # platform's readiness (the LB controller, which must outlive the Services on destroy) and the
+    # Consul release (CRDs, injector) come first too.
     after = gate.apply(lambda _: [*target.ready, consul.release])
     config = MeshConfig(
         "mesh-config",
