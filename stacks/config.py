@@ -102,6 +102,8 @@ class ClusterConfig(_Model):
     protect: bool = True
     kubeconfig: str | None = None
     context: str | None = None
+    # platform kubernetes: the nodes Consul servers may run on (the chart places one per node).
+    node_count: int = Field(default=1, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _sizes(self) -> ClusterConfig:
@@ -151,6 +153,13 @@ class ConsulConfig(_Model):
         if v % 2 == 0:
             raise ValueError("must be odd (1, 3, 5 or 7) so the Raft quorum survives a failure")
         return v
+
+    @model_validator(mode="after")
+    def _peering_needs_mesh_gateways(self) -> ConsulConfig:
+        # The chart fails otherwise: "setting global.peering.enabled to true requires meshGateway.enabled".
+        if self.peering and not self.mesh_gateways:
+            raise ValueError("consul.peering true needs consul.meshGateways true: peered traffic goes through them")
+        return self
 
 
 class GatewayConfig(_Model):
@@ -249,6 +258,17 @@ class StackConfig(_Model):
             raise ValueError(
                 f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is outside "
                 f"cluster.serviceCidr {self.cluster.service_cidr}"
+            )
+        if self.platform == "kubernetes" and self.consul.server_replicas > self.cluster.node_count:
+            # The chart's server affinity is a required anti-affinity per node: extra servers never schedule.
+            raise ValueError(
+                f"consul.serverReplicas {self.consul.server_replicas} needs as many nodes (one server per node); "
+                f"cluster.nodeCount is {self.cluster.node_count}: set it to the nodes of your cluster"
+            )
+        if self.platform == "eks" and "node_count" in self.cluster.model_fields_set:
+            raise ValueError(
+                f"cluster.nodeCount {self.cluster.node_count} is for platform kubernetes; on eks the node group "
+                f"size is cluster.desiredSize ({self.cluster.desired_size})"
             )
         if self.platform == "eks":
             if self.cluster.service_cidr.overlaps(self.network.cidr):

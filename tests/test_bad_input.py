@@ -42,6 +42,12 @@ BAD = [
     ({"consul": {"serverReplicas": 9}}, ["consul.serverReplicas", "got 9", "less than or equal to 7"]),
     ({"consul": {"serverReplicas": 5}}, ["consul.serverReplicas 5", "cluster.desiredSize is 3"]),
     ({"consul": {"serverReplica": 3}}, ["consul.serverReplica", "did you mean 'serverReplicas'"]),
+    ({"consul": {"peering": True}}, ["consul.peering true", "consul.meshGateways true"]),
+    (
+        {"platform": "kubernetes", "consul": {"serverReplicas": 3, "dnsClusterIp": "172.20.0.53"}},
+        ["consul.serverReplicas 3", "cluster.nodeCount is 1"],
+    ),
+    ({"cluster": {"nodeCount": 3}}, ["cluster.nodeCount 3", "platform kubernetes", "cluster.desiredSize"]),
     ({"consul": {"dnsClusterIp": "10.96.0.10"}}, ["consul.dnsClusterIp 10.96.0.10", "172.20.0.0/16"]),
     ({"consul": {"ui": {"exposure": "public"}}}, ["consul.ui", "'public'", "allowedCidrs"]),
     (

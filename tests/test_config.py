@@ -40,6 +40,23 @@ def test_config_keys_are_camel_case_and_nested_objects_validate():
     assert cfg.consul.server_replicas == 3
 
 
+def test_on_an_existing_cluster_three_servers_need_cluster_node_count_three():
+    """The chart's server.affinity is a required pod anti-affinity per hostname: with fewer nodes than
+    servers the extra servers stay Pending and the Helm release times out waiting for them."""
+    cfg = parse_config({"platform": "kubernetes", "cluster": {"nodeCount": 3}, "consul": {"serverReplicas": 3}})
+    assert cfg.cluster.node_count == 3
+    assert parse_config({"platform": "kubernetes"}).cluster.node_count == 1  # kind: one node
+    with pytest.raises(ConfigError, match="cluster.nodeCount is 1"):
+        parse_config({"platform": "kubernetes", "consul": {"serverReplicas": 3}})
+
+
+def test_peering_comes_with_mesh_gateways():
+    """The chart fails without them: "setting global.peering.enabled to true requires meshGateway.enabled"."""
+    assert parse_config({"consul": {"peering": True, "meshGateways": True}}).consul.peering
+    with pytest.raises(ConfigError, match="consul.meshGateways true"):
+        parse_config({"consul": {"peering": True}})
+
+
 def test_default_subnets_are_one_public_and_one_private_per_zone_inside_the_vpc():
     public, private = parse_config({"network": {"azCount": 3}}).network.subnet_cidrs()
     vpc = ipaddress.IPv4Network("10.0.0.0/16")
