@@ -110,7 +110,7 @@ class ClusterConfig(_Model):
     kubeconfig: str | None = None
     context: str | None = None
     # platform kubernetes: the nodes Consul servers may run on (the chart places one per node).
-    node_count: int = Field(default=1, ge=1, le=1000)
+    node_count: int = Field(default=1, ge=1, le=5000)  # 5000: the largest cluster Kubernetes supports
 
     @model_validator(mode="after")
     def _sizes(self) -> ClusterConfig:

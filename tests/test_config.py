@@ -235,3 +235,16 @@ def test_instance_types_with_no_room_for_pods_are_refused(instance_type):
     with pytest.raises(ConfigError, match="runs at most 4 pods"):
         parse_config({"cluster": {"instanceTypes": ["t3.large", instance_type]}})
     assert parse_config({"cluster": {"instanceTypes": ["t3.small"]}}).cluster.instance_types == ["t3.small"]
+
+
+@pytest.mark.parametrize("name", ["consul", "api-gateway"])
+def test_a_service_named_like_one_of_consuls_own_is_refused(name):
+    """`consul` is the servers' own service in the catalog (consul.service.consul would answer with both),
+    and the API gateway registers as GATEWAY_NAME: a demo service of that name would share the gateway's
+    intentions and config entries."""
+    from components.gateway import GATEWAY_NAME
+    from stacks.config import RESERVED_SERVICE_NAMES
+
+    assert GATEWAY_NAME in RESERVED_SERVICE_NAMES
+    with pytest.raises(ConfigError, match=rf"services\[0\]\.name: got '{name}'"):
+        parse_config({"services": [{"name": name}]})
