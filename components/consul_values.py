@@ -252,7 +252,7 @@ def _ui_metrics(s: ConsulSettings) -> UiMetrics:
     return UiMetrics(enabled=True, provider="prometheus", base_url=DEMO_PROMETHEUS_URL)
 
 
-def server_disruption_budget(replicas: int) -> Toggle:
+def _server_disruption_budget(replicas: int) -> Toggle:
     """The chart's PodDisruptionBudget for the servers only where it lets a drain proceed.
 
     For one server the chart writes maxUnavailable 0 whatever server.disruptionBudget.maxUnavailable
@@ -289,7 +289,7 @@ def chart_values(s: ConsulSettings) -> ConsulValues:
             metrics=Metrics(enabled=True, enable_agent_metrics=True, enable_gateway_metrics=True),
             peering=Toggle(enabled=s.peering),
         ),
-        server=Server(replicas=s.server_replicas, disruption_budget=server_disruption_budget(s.server_replicas)),
+        server=Server(replicas=s.server_replicas, disruption_budget=_server_disruption_budget(s.server_replicas)),
         connect_inject=ConnectInject(
             enabled=True,
             # For one injector the chart's budget is maxUnavailable 0 (consul.pdb.connectInject.maxUnavailable),
