@@ -64,10 +64,10 @@ class Consul(pulumi.ComponentResource):
             metadata={"name": NAMESPACE},
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(args.target.ready)),
         )
-        # On eks the load balancer controller's webhook rejects Services until it is ready, and the
-        # servers' volumes need the default StorageClass: target.ready holds both. Being a dependent
-        # of the controller also means the release is uninstalled (and its load balancers released)
-        # before the controller goes on `pulumi destroy`.
+        # On eks target.ready holds the load balancer controller and the default StorageClass the
+        # servers' volumes need. Being a dependent of the controller means the release is uninstalled
+        # (and the load balancers of its UI and mesh gateway Services released) before the controller
+        # goes on `pulumi destroy`.
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             k8s.helm.v3.ReleaseArgs(

@@ -35,6 +35,11 @@ LB_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
 # Gateway does not carry is simply not copied, so the list does not depend on the gateway config.
 GATEWAY_COPIED_ANNOTATIONS = (LB_TYPE, LB_TARGET_TYPE, LB_SCHEME, LB_SOURCE_RANGES)
 
+# The chart's demo Prometheus Service (templates/prometheus.yaml), in the release's namespace.
+DEMO_PROMETHEUS_URL = "http://prometheus-server"
+# One connect injector: the mutating webhook every meshed pod passes on creation.
+INJECTOR_REPLICAS = 1
+
 # consul-k8s install docs, "Enable the Consul CNI plugin": the reference configuration, which is
 # where the AWS VPC CNI (and kind's kindnet) keep their binaries and chained config.
 CNI_BIN_DIR = "/opt/cni/bin"
@@ -116,6 +121,7 @@ class Global(_Values):
 
 class Server(_Values):
     replicas: int  # storageClass stays unset: the servers' volumes use the cluster's default class
+    disruption_budget: Toggle
 
 
 class Cni(_Values):
@@ -149,6 +155,8 @@ class ApiGateway(_Values):
 
 class ConnectInject(_Values):
     enabled: bool
+    replicas: int
+    disruption_budget: Toggle
     transparent_proxy: TransparentProxy
     cni: Cni
     api_gateway: ApiGateway
@@ -176,9 +184,16 @@ class UiService(_Values):
     additional_spec: str | None = None  # YAML in a string, merged into the Service spec
 
 
+class UiMetrics(_Values):
+    enabled: bool
+    provider: Literal["prometheus"] | None = None
+    base_url: str | None = Field(default=None, serialization_alias="baseURL")
+
+
 class Ui(_Values):
     enabled: bool
     service: UiService
+    metrics: UiMetrics
 
 
 class MeshGatewayService(_Values):
@@ -229,6 +244,30 @@ def _ui_service(s: ConsulSettings) -> UiService:
     return UiService(type="LoadBalancer", annotations=_yaml_map(annotations) or None, additional_spec=spec)
 
 
+def _ui_metrics(s: ConsulSettings) -> UiMetrics:
+    """Traffic graphs in the UI read Prometheus, which only the chart's demo Prometheus provides here.
+
+    Left to the chart, ui.metrics follows global.metrics (on) and points the UI at
+    http://prometheus-server whether that Service exists or not.
+    """
+    if not s.demo_prometheus:
+        return UiMetrics(enabled=False)
+    return UiMetrics(enabled=True, provider="prometheus", base_url=DEMO_PROMETHEUS_URL)
+
+
+def _server_disruption_budget(replicas: int) -> Toggle:
+    """The chart's PodDisruptionBudget for the servers only where it lets a drain proceed.
+
+    For one server the chart writes maxUnavailable 0 whatever server.disruptionBudget.maxUnavailable
+    says (templates/_helpers.tpl consul.server.pdb.maxUnavailable), so no eviction is ever allowed
+    and a node drain, such as an EKS managed node group update, fails (PodEvictionFailure). One
+    server gets no budget: a node rotation restarts it on another node, Consul's API is down until it
+    is back, and running sidecars keep their last configuration meanwhile. Three or more servers keep
+    the chart's budget (maxUnavailable 1): one at a time, so the Raft quorum holds.
+    """
+    return Toggle(enabled=replicas > 1)
+
+
 def _mesh_gateway(s: ConsulSettings) -> MeshGateway:
     if not s.mesh_gateways:
         return MeshGateway(enabled=False)
@@ -253,9 +292,14 @@ def chart_values(s: ConsulSettings) -> ConsulValues:
             metrics=Metrics(enabled=True, enable_agent_metrics=True, enable_gateway_metrics=True),
             peering=Toggle(enabled=s.peering),
         ),
-        server=Server(replicas=s.server_replicas),
+        server=Server(replicas=s.server_replicas, disruption_budget=_server_disruption_budget(s.server_replicas)),
         connect_inject=ConnectInject(
             enabled=True,
+            # For one injector the chart's budget is maxUnavailable 0 (consul.pdb.connectInject.maxUnavailable),
+            # which blocks every drain: none. While it restarts elsewhere new meshed pods wait (their
+            # ReplicaSet retries); running pods are untouched.
+            replicas=INJECTOR_REPLICAS,
+            disruption_budget=Toggle(enabled=False),
             transparent_proxy=TransparentProxy(default_enabled=True),
             # Traffic redirection by the CNI plugin: application pods need no CAP_NET_ADMIN init container.
             cni=Cni(enabled=True, cni_bin_dir=CNI_BIN_DIR, cni_net_dir=CNI_NET_DIR, multus=False),
@@ -282,7 +326,7 @@ def chart_values(s: ConsulSettings) -> ConsulValues:
             consul_write_interval=f"{CATALOG_WRITE_INTERVAL_S}s",
         ),
         dns=Dns(enabled=True, enable_redirection=True, cluster_ip=s.dns_cluster_ip),
-        ui=Ui(enabled=True, service=_ui_service(s)),
+        ui=Ui(enabled=True, service=_ui_service(s), metrics=_ui_metrics(s)),
         mesh_gateway=_mesh_gateway(s),
         prometheus=Toggle(enabled=s.demo_prometheus),
     )

@@ -16,8 +16,8 @@ class ClusterTarget:
     platform: Literal["eks", "kubernetes"]
     provider: k8s.Provider
     # Everything that creates a Kubernetes Service or a PersistentVolumeClaim waits for these: on eks
-    # the load balancer controller's webhook rejects Services until it is ready, and Consul's servers
-    # need the default StorageClass. Empty on an existing cluster.
+    # the load balancer controller, which must outlive the load balancers it releases on destroy, and
+    # the default StorageClass Consul's servers need. Empty on an existing cluster.
     ready: list[pulumi.Resource] = field(default_factory=list)
     cluster_name: pulumi.Output[str] | None = None
 

@@ -1,10 +1,17 @@
 """The AWS Load Balancer Controller: its IAM role (IRSA) and its Helm release in kube-system.
 
-The chart's service mutator webhook (failurePolicy Fail) rejects every Service created while the
-controller is not ready, ClusterIP ones included. So the release waits for its pods (Helm's wait,
-no skip_await), and everything that creates a Service must depend on `release` (ClusterTarget.ready).
-That dependency also orders `pulumi destroy`: Services and their load balancers go first, then the
-controller, then the nodes, the cluster and the VPC.
+The chart's Service mutator webhook is turned off (see `chart_values`), so the controller claims a
+LoadBalancer Service by its annotations only: every load balancer this stack causes carries
+`aws-load-balancer-type: external` and `aws-load-balancer-nlb-target-type: ip`
+(consul_values.nlb_annotations; the policy pack's `load-balancers-claimed-by-annotations` holds it).
+
+Everything that creates a Service still depends on `release` (ClusterTarget.ready), for `pulumi
+destroy`: the controller must outlive the load balancers it has to release. Deleting a Service waits
+for the controller's finalizer (service.k8s.aws/resources), which deletes the NLB; with the
+controller gone first the Service never goes and the NLB, its security groups and ENIs are left
+behind, blocking the subnets and the VPC. So Services and their load balancers go first, then the
+controller, then the nodes, the cluster and the VPC. The release waits for its pods (Helm's wait, no
+skip_await), so a Service created after it is reconciled at once.
 """
 
 from __future__ import annotations
@@ -55,6 +62,17 @@ def chart_values(
         },
         # Reuse the webhook's TLS Secret on upgrade instead of a new CA on every values change.
         "keepTLSSecret": True,
+        # Off: with it on (chart default, operations CREATE) every new LoadBalancer Service gets
+        # spec.loadBalancerClass service.k8s.aws/nlb (webhooks/core/service_mutator.go MutateCreate).
+        # consul-k8s v2.0.3 rewrites its gateway Service's spec on every reconcile without that field
+        # (api-gateway/gatekeeper/service.go mergeServiceInto: existing.Spec = desired.Spec); the API
+        # server refuses the update, loadBalancerClass being immutable, and the gateway is never
+        # Programmed (hashicorp/consul-k8s#3934). Adding UPDATE to the webhook's operations would
+        # keep the class, but with failurePolicy Fail every Service update in the cluster would then
+        # fail while the controller is down, and consul-k8s writes that Service on every reconcile.
+        # Without a class the controller claims a Service by its annotations instead
+        # (pkg/service/service_utils.go IsServiceSupported): nlb_annotations() on every one.
+        "enableServiceMutatorWebhook": False,
     }
 
 

@@ -28,6 +28,11 @@ GATEWAY_GROUP = "gateway.networking.k8s.io"
 LB_SCHEME = "service.beta.kubernetes.io/aws-load-balancer-scheme"
 LB_INTERNAL_LEGACY = "service.beta.kubernetes.io/aws-load-balancer-internal"
 LB_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
+LB_TYPE = "service.beta.kubernetes.io/aws-load-balancer-type"
+LB_TARGET_TYPE = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"
+LB_CONTROLLER_CHART = "aws-load-balancer-controller"
+# A stack on EKS: pulumi-eks's component, or the cluster it creates.
+EKS_CLUSTER_TYPES = ("eks:index:Cluster", "aws:eks/cluster:Cluster")
 
 # Action wildcards that the AWS Load Balancer Controller's official IAM policy grants
 # (docs/install/iam_policy.json, v3.5.0): none. It names every action, with no `*` and no
@@ -147,6 +152,8 @@ class _LoadBalancer:
     annotations: Mapping[str, Any]
     source_ranges: list[str]
     open_allowed: bool  # the API gateway: its allow-list is config (gateway.allowedCidrs), 0.0.0.0/0 included
+    via_gateway: bool = False  # a Gateway: its Service gets only the annotations the gateway class copies
+    load_balancer_class: Any = None  # spec.loadBalancerClass, when the object sets it
 
 
 def _is_internal(annotations: Mapping[str, Any]) -> bool:
@@ -176,12 +183,14 @@ def _load_balancers(resource_type: str, props: Mapping[str, Any]) -> list[_LoadB
         annotations = _get(props, "metadata.annotations") or {}
         name = _get(props, "metadata.name", "")
         ranges = _ranges(annotations, _get(props, "spec.loadBalancerSourceRanges"))
-        return [_LoadBalancer(f"Service {name}", annotations, ranges, open_allowed=False)]
+        lb_class = _get(props, "spec.loadBalancerClass")
+        return [_LoadBalancer(f"Service {name}", annotations, ranges, open_allowed=False, load_balancer_class=lb_class)]
     if group == GATEWAY_GROUP and kind == "Gateway":
         # The gateway controller creates the LoadBalancer Service and copies these annotations to it.
         annotations = _get(props, "metadata.annotations") or {}
         name = _get(props, "metadata.name", "")
-        return [_LoadBalancer(f"Gateway {name}", annotations, _ranges(annotations, None), open_allowed=True)]
+        ranges = _ranges(annotations, None)
+        return [_LoadBalancer(f"Gateway {name}", annotations, ranges, open_allowed=True, via_gateway=True)]
     if _is_consul_chart(resource_type, props):
         values = props.get("values") or {}
         found = []
@@ -194,7 +203,12 @@ def _load_balancers(resource_type: str, props: Mapping[str, Any]) -> list[_LoadB
                 annotations = annotations if isinstance(annotations, Mapping) else {}
                 spec = _yaml_text(_get(values, f"{path}.additionalSpec"))
                 ranges = _ranges(annotations, _get(spec, "loadBalancerSourceRanges"))
-                found.append(_LoadBalancer(f"Consul values {path}", annotations, ranges, open_allowed=False))
+                lb_class = _get(spec, "loadBalancerClass")
+                found.append(
+                    _LoadBalancer(
+                        f"Consul values {path}", annotations, ranges, open_allowed=False, load_balancer_class=lb_class
+                    )
+                )
         return found
     return []
 
@@ -226,22 +240,27 @@ def load_balancers_have_allow_lists(resource_type: str, props: Mapping[str, Any]
     return problems
 
 
+def _copied_annotations(resources: Iterable[StackResource]) -> set[str]:
+    """The annotation keys the gateway controller copies from a Gateway to its Service (Consul:
+    apiGateway.managedGatewayClass.copyAnnotations, or a GatewayClassConfig's spec.copyAnnotations)."""
+    copied: set[str] = set()
+    for r in resources:
+        if _is_consul_chart(r.resource_type, r.props):
+            path = "values.connectInject.apiGateway.managedGatewayClass.copyAnnotations.service.annotations"
+            copied.update(_strings(_yaml_text(_get(r.props, path))))
+        elif _kind(r.resource_type) == (CONSUL_GROUP, "GatewayClassConfig"):
+            copied.update(_strings(_get(r.props, "spec.copyAnnotations.service")))
+    return copied
+
+
 def gateway_annotations_reach_the_load_balancer(resources: Iterable[StackResource]) -> list[Violation]:
     """A Gateway's scheme and allow-list annotations only matter if the gateway controller copies them
     to the Service it creates (Consul: apiGateway.managedGatewayClass.copyAnnotations, or a
     GatewayClassConfig's spec.copyAnnotations). A Gateway whose allow-list is not copied has none.
     """
-    copied: set[str] = set()
-    gateways: list[StackResource] = []
-    for r in resources:
-        group, kind = _kind(r.resource_type)
-        if _is_consul_chart(r.resource_type, r.props):
-            path = "values.connectInject.apiGateway.managedGatewayClass.copyAnnotations.service.annotations"
-            copied.update(_strings(_yaml_text(_get(r.props, path))))
-        elif group == CONSUL_GROUP and kind == "GatewayClassConfig":
-            copied.update(_strings(_get(r.props, "spec.copyAnnotations.service")))
-        elif group == GATEWAY_GROUP and kind == "Gateway":
-            gateways.append(r)
+    resources = list(resources)
+    copied = _copied_annotations(resources)
+    gateways = [r for r in resources if _kind(r.resource_type) == (GATEWAY_GROUP, "Gateway")]
     out = []
     for gw in gateways:
         annotations = _get(gw.props, "metadata.annotations") or {}
@@ -255,6 +274,69 @@ def gateway_annotations_reach_the_load_balancer(resources: Iterable[StackResourc
                     gw.urn,
                 )
             )
+    return out
+
+
+# --- Load balancers: claimed by the AWS Load Balancer Controller without a class ------------------
+
+
+def _claimed_by_annotations(annotations: Mapping[str, Any]) -> bool:
+    """aws-load-balancer-controller v3.5.0 pkg/service/service_utils.go checkAWSLoadBalancerTypeAnnotation."""
+    lb_type = annotations.get(LB_TYPE)
+    return lb_type == "nlb-ip" or (lb_type == "external" and annotations.get(LB_TARGET_TYPE) in ("ip", "instance"))
+
+
+def _on_eks(resources: Sequence[StackResource]) -> bool:
+    return any(
+        r.resource_type in EKS_CLUSTER_TYPES or chart_name(r.resource_type, r.props) == LB_CONTROLLER_CHART
+        for r in resources
+    )
+
+
+def load_balancers_claimed_by_annotations(resources: Iterable[StackResource]) -> list[Violation]:
+    """On EKS every LoadBalancer Service the stack causes names the AWS Load Balancer Controller in its annotations.
+
+    The controller's Service mutator is off (it would give each new Service a loadBalancerClass that
+    Consul's gateway controller then cannot rewrite), so a Service without a class is the
+    controller's only with `aws-load-balancer-type: external` and `aws-load-balancer-nlb-target-type:
+    ip` or `instance` (or the legacy type `nlb-ip`); otherwise it gets no NLB and stays pending. That
+    holds for Services, for the Service the gateway controller makes from a Gateway (only the
+    annotations its class copies reach it), and for the Consul chart's UI and mesh gateway Services.
+    The controller release itself must keep the mutator off.
+    """
+    resources = list(resources)
+    if not _on_eks(resources):
+        return []
+    copied = _copied_annotations(resources)
+    wanted = f"{LB_TYPE}: external and {LB_TARGET_TYPE}: ip (or instance)"
+    out = []
+    for r in resources:
+        is_controller = chart_name(r.resource_type, r.props) == LB_CONTROLLER_CHART
+        if is_controller and _get(r.props, "values.enableServiceMutatorWebhook", True) is not False:
+            out.append(
+                Violation(
+                    "AWS Load Balancer Controller values must set enableServiceMutatorWebhook: false (the "
+                    "chart default is on): the loadBalancerClass it sets on create makes every later rewrite "
+                    "of the Service's spec by Consul's gateway controller fail, so the Gateway is never "
+                    "Programmed",
+                    r.urn,
+                )
+            )
+        for lb in _load_balancers(r.resource_type, r.props):
+            if lb.load_balancer_class is not None:  # the controller's class, or another implementation's Service
+                continue
+            if lb.via_gateway:
+                reaching = {k: v for k, v in lb.annotations.items() if k in copied}
+                if not _claimed_by_annotations(reaching):
+                    out.append(
+                        Violation(
+                            f"{lb.what}: its Service gets no NLB on EKS; the Gateway must carry {wanted} and the "
+                            "gateway class must copy both (copyAnnotations)",
+                            r.urn,
+                        )
+                    )
+            elif not _claimed_by_annotations(lb.annotations):
+                out.append(Violation(f"{lb.what}: gets no NLB on EKS without the annotations {wanted}", r.urn))
     return out
 
 
@@ -338,7 +420,11 @@ def iam_action_wildcards(
 # --- all of them ------------------------------------------------------------------------------------
 
 RESOURCE_RULES = (consul_tls_and_acls, load_balancers_have_allow_lists, iam_action_wildcards)
-STACK_RULES = (no_permissive_mtls_when_mesh_forbids, gateway_annotations_reach_the_load_balancer)
+STACK_RULES = (
+    no_permissive_mtls_when_mesh_forbids,
+    gateway_annotations_reach_the_load_balancer,
+    load_balancers_claimed_by_annotations,
+)
 
 
 def check_stack(resources: Sequence[StackResource]) -> list[Violation]:

@@ -6,10 +6,12 @@ snake_case here. Unknown keys are errors, so a typo never silently falls back to
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import json
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -69,6 +71,8 @@ class NetworkConfig(_Model):
             for s in subnets:
                 if not s.subnet_of(self.cidr):
                     raise ValueError(f"{label} CIDR {s} is outside the VPC CIDR {self.cidr}")
+                if not 16 <= s.prefixlen <= 28:
+                    raise ValueError(f"{label} CIDR {s} must be between /16 and /28 (an AWS subnet limit)")
         _no_overlaps(public + private, "subnets")
         return self
 
@@ -84,26 +88,31 @@ class NetworkConfig(_Model):
 
 LogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
 _PRIVATE_RANGES = [Cidr("10.0.0.0/8"), Cidr("172.16.0.0/12"), Cidr("192.168.0.0/16")]
+_INSTANCE_TYPE = r"^[a-z][a-z0-9-]*\.[0-9a-z]+$"
+_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
+# The VPC CNI gives every pod a VPC address; these sizes have 4 (eni-max-pods), all taken by the
+# DaemonSets every node runs (aws-node, kube-proxy, ebs-csi-node, consul-cni).
+_TOO_SMALL_SIZES = ("nano", "micro")
 
 
 class ClusterConfig(_Model):
     """The EKS cluster (platform eks) or the existing cluster (platform kubernetes)."""
 
-    instance_types: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[0-9a-z]+$")]] = Field(
+    instance_types: list[Annotated[str, Field(pattern=_INSTANCE_TYPE)]] = Field(
         default_factory=lambda: ["t3.large"], min_length=1
     )
     min_size: int = Field(default=2, ge=1, le=100)
     desired_size: int = Field(default=3, ge=1, le=100)
     max_size: int = Field(default=5, ge=1, le=100)
-    admin_role_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]] = Field(
-        default_factory=list
-    )
+    admin_role_arns: list[Annotated[str, Field(pattern=_ROLE_ARN)]] = Field(default_factory=list)
     public_access_cidrs: list[Cidr] = Field(default_factory=lambda: [Cidr("0.0.0.0/0")], min_length=1)
     log_types: list[LogType] = Field(default_factory=lambda: ["api", "audit", "authenticator"])
     service_cidr: Cidr = Cidr("172.20.0.0/16")
     protect: bool = True
     kubeconfig: str | None = None
     context: str | None = None
+    # platform kubernetes: the nodes Consul servers may run on (the chart places one per node).
+    node_count: int = Field(default=1, ge=1, le=5000)  # 5000: the largest cluster Kubernetes supports
 
     @model_validator(mode="after")
     def _sizes(self) -> ClusterConfig:
@@ -113,6 +122,25 @@ class ClusterConfig(_Model):
                 f"{self.desired_size}, {self.max_size}"
             )
         return self
+
+    @field_validator("instance_types")
+    @classmethod
+    def _room_for_pods(cls, v: list[str]) -> list[str]:
+        small = [t for t in v if t.rsplit(".", 1)[-1] in _TOO_SMALL_SIZES]
+        if small:
+            raise ValueError(
+                f"{', '.join(small)} runs at most 4 pods, all taken by the node's DaemonSets; "
+                "allowed: small or larger sizes, such as t3.large"
+            )
+        return v
+
+    @field_validator("admin_role_arns")
+    @classmethod
+    def _one_entry_per_role(cls, v: list[str]) -> list[str]:
+        dupes = sorted({a for a in v if v.count(a) > 1})
+        if dupes:  # EKS takes one access entry per principal (ResourceInUseException)
+            raise ValueError(f"{', '.join(dupes)} is listed twice; list each role once")
+        return v
 
     @field_validator("service_cidr")
     @classmethod
@@ -154,11 +182,47 @@ class ConsulConfig(_Model):
             raise ValueError("must be odd (1, 3, 5 or 7) so the Raft quorum survives a failure")
         return v
 
+    @model_validator(mode="after")
+    def _peering_needs_mesh_gateways(self) -> ConsulConfig:
+        # The chart fails otherwise: "setting global.peering.enabled to true requires meshGateway.enabled".
+        if self.peering and not self.mesh_gateways:
+            raise ValueError("consul.peering true needs consul.meshGateways true: peered traffic goes through them")
+        return self
+
 
 class GatewayConfig(_Model):
     scheme: Literal["internet-facing", "internal"] = "internet-facing"
     allowed_cidrs: list[Cidr] = Field(default_factory=lambda: [Cidr("0.0.0.0/0")], min_length=1)
     service: DnsLabel = "web"
+
+
+# Ports consul-k8s v2.0.3 takes on a meshed pod with one service (control-plane/connect-inject:
+# constants/constants.go, webhook/consul_dataplane_sidecar.go, webhook/mesh_webhook.go, the iptables
+# rules of webhook/redirect_traffic.go, the chart's connectInject.metrics): a service listening on one
+# of them collides with its sidecar.
+MESH_RESERVED_PORTS = {
+    8600: "consul-dataplane's DNS proxy",
+    15001: "the transparent proxy's outbound listener",
+    19000: "Envoy's admin listener",
+    20000: "the sidecar's inbound listener",
+    20200: "Envoy's Prometheus listener",
+    20300: "the liveness probe Envoy exposes",
+    20400: "the readiness probe Envoy exposes",
+    20500: "the startup probe Envoy exposes",
+    20600: "consul-dataplane's graceful-shutdown listener",
+    21000: "the sidecar's health check listener",
+}
+# Names Consul already uses: its own servers' service (consul.service.consul) and the API gateway's.
+RESERVED_SERVICE_NAMES = {
+    "consul": "the name of Consul's own service (consul.service.consul)",
+    "api-gateway": "the name of the API gateway's service in Consul",  # components.gateway.GATEWAY_NAME
+}
+# The program creates each service's namespace (and deletes it on destroy), so it must be new; and
+# catalog sync skips consul, kube-system and kube-public.
+_TAKEN_NAMESPACES = {
+    "consul": "Consul's own",
+    "default": "Kubernetes' own (it exists already)",
+}
 
 
 class ServiceConfig(_Model):
@@ -175,6 +239,32 @@ class ServiceConfig(_Model):
     replicas: int = Field(default=1, ge=1, le=10)
     phase: Phase | None = None
 
+    @field_validator("port")
+    @classmethod
+    def _not_the_sidecars(cls, v: int) -> int:
+        if v in MESH_RESERVED_PORTS:
+            taken = ", ".join(str(p) for p in sorted(MESH_RESERVED_PORTS))
+            raise ValueError(f"taken on a meshed pod by {MESH_RESERVED_PORTS[v]}; allowed: 1024-65535 except {taken}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _not_consuls(cls, v: str) -> str:
+        if v in RESERVED_SERVICE_NAMES:
+            raise ValueError(f"{RESERVED_SERVICE_NAMES[v]}; allowed: any other DNS label")
+        return v
+
+    @model_validator(mode="after")
+    def _own_namespace(self) -> ServiceConfig:
+        ns = self.ns
+        whose = _TAKEN_NAMESPACES.get(ns) or ("reserved for Kubernetes" if ns.startswith("kube-") else None)
+        if whose:
+            source = "namespace" if self.namespace else "namespace (from the name)"
+            raise ValueError(
+                f"{source} {ns!r} is {whose}; allowed: a new namespace, not {', '.join(_TAKEN_NAMESPACES)} or kube-*"
+            )
+        return self
+
     @property
     def ns(self) -> str:
         return self.namespace or self.name
@@ -188,7 +278,14 @@ def _default_services() -> list[ServiceConfig]:
 
 
 _SEMVER = r"^\d+\.\d+\.\d+$"
-_IMAGE = r"^[a-z0-9][\w.\-/]*:[\w][\w.\-]*$"
+# An image reference (distribution/reference grammar): [registry[:port]/]path[:tag][@sha256:digest],
+# pinned by a tag, a digest or both.
+# A first component is a registry only with a dot, a port or as localhost; otherwise it is the path.
+_HOST_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_IMAGE_HOST = rf"(?:(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})+|localhost)(?::\d+)?/|{_HOST_LABEL}:\d+/)?"
+_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_DIGEST = r"@sha256:[0-9a-f]{64}"
+_IMAGE = rf"^{_IMAGE_HOST}{_IMAGE_PATH}(?::\w[\w.-]{{0,127}}(?:{_DIGEST})?|{_DIGEST})$"
 _ADDON = r"^v\d+\.\d+\.\d+-eksbuild\.\d+$"
 _K8S_MINOR = r"^1\.\d{2}$"
 
@@ -209,8 +306,8 @@ class VersionsConfig(_Model):
     @field_validator("consul_image", "consul_k8s_image", "consul_dataplane_image", "fake_service_image")
     @classmethod
     def _pinned(cls, v: str) -> str:
-        if v.endswith(":latest"):
-            raise ValueError("the tag 'latest' is not a pin; name a released version")
+        if v.endswith(":latest"):  # with a digest after it, the digest pins the image
+            raise ValueError("the tag 'latest' is not a pin; name a released version or add its @sha256 digest")
         return v
 
 
@@ -243,10 +340,36 @@ class StackConfig(_Model):
                 f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is outside "
                 f"cluster.serviceCidr {self.cluster.service_cidr}"
             )
+        cidr = self.cluster.service_cidr
+        taken = _taken_cluster_ip(self.consul.dns_cluster_ip, cidr)
+        if taken:
+            raise ValueError(
+                f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is {taken} in cluster.serviceCidr {cidr}; "
+                f"allowed: another free address in it, such as {cidr[53]}"
+            )
+        if self.platform == "kubernetes" and self.consul.server_replicas > self.cluster.node_count:
+            # The chart's server affinity is a required anti-affinity per node: extra servers never schedule.
+            raise ValueError(
+                f"consul.serverReplicas {self.consul.server_replicas} needs as many nodes (one server per node); "
+                f"cluster.nodeCount is {self.cluster.node_count}: set it to the nodes of your cluster"
+            )
+        if self.platform == "eks" and "node_count" in self.cluster.model_fields_set:
+            raise ValueError(
+                f"cluster.nodeCount {self.cluster.node_count} is for platform kubernetes; on eks the node group "
+                f"size is cluster.desiredSize ({self.cluster.desired_size})"
+            )
         if self.platform == "eks":
             if self.cluster.service_cidr.overlaps(self.network.cidr):
                 raise ValueError(
                     f"cluster.serviceCidr {self.cluster.service_cidr} overlaps network.cidr {self.network.cidr}"
+                )
+            proxy_minor = re.sub(r"^v(\d+\.\d+)\..*$", r"\1", self.versions.kube_proxy_addon)
+            if proxy_minor != self.versions.kubernetes:  # EKS refuses the add-on for another minor
+                raise ValueError(
+                    f"versions.kubeProxyAddon {self.versions.kube_proxy_addon} is kube-proxy for Kubernetes "
+                    f"{proxy_minor}, but versions.kubernetes is {self.versions.kubernetes}; allowed: a "
+                    f"v{self.versions.kubernetes}.x-eksbuild.N build (aws eks describe-addon-versions "
+                    f"--kubernetes-version {self.versions.kubernetes} --addon-name kube-proxy)"
                 )
             if self.consul.server_replicas > self.cluster.desired_size:
                 raise ValueError(
@@ -292,6 +415,17 @@ def _others(names: list[str], own: str) -> str:
     return ", ".join(n for n in names if n != own) or "(none)"
 
 
+def _taken_cluster_ip(ip: ipaddress.IPv4Address, cidr: Cidr) -> str | None:
+    """What already holds `ip` in a Service range, by the conventions EKS, kubeadm and kind follow."""
+    taken = {
+        cidr.network_address: "the network address",
+        cidr[1]: "the first address, the `kubernetes` API Service's",
+        cidr[10]: "the 10th address, the cluster DNS Service's (kube-dns)",
+        cidr.broadcast_address: "the broadcast address",
+    }
+    return taken.get(ip)
+
+
 # --- loading -------------------------------------------------------------------------------------
 
 _KEYS = {field.alias or name: name for name, field in StackConfig.model_fields.items()}
@@ -301,7 +435,7 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
     """Validate raw config (camelCase keys without the project prefix) or raise ConfigError."""
     unknown = [k for k in raw if k not in _KEYS]
     if unknown:
-        raise ConfigError("\n".join(_unknown_key(k, list(_KEYS), "") for k in unknown))
+        raise ConfigError("\n".join(_without_path(k, raw[k]) or _unknown_key(k, list(_KEYS), "") for k in unknown))
     try:
         return StackConfig.model_validate(dict(raw))
     except ValidationError as e:
@@ -332,9 +466,27 @@ def load_config() -> StackConfig:
     return parse_config(raw_config())
 
 
+def _without_path(key: str, value: Any) -> str | None:
+    """A nested key set without --path arrives as a top-level key with a dot (or [) in its name."""
+    top = re.split(r"[.\[]", key, maxsplit=1)[0]
+    if top == key or top not in _KEYS:
+        return None
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return (
+        f"config {PROJECT}:{key}: set without --path, so it is a top-level key named {key!r}; run "
+        f"`pulumi config rm {shlex.quote(key)}` and `pulumi config set --path {shlex.quote(key)} {shlex.quote(shown)}`"
+    )
+
+
+def _did_you_mean(value: str, choices: list[str]) -> str:
+    """' (did you mean 'x'?)' for a wrong case (STRICT) or a near miss (permisive); '' otherwise."""
+    same = [c for c in choices if c.lower() == value.lower()]
+    close = same or difflib.get_close_matches(value, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _unknown_key(key: str, allowed: list[str], prefix: str) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = _did_you_mean(key, allowed)
     return f"config {PROJECT}:{prefix}{key}: unknown key{hint}; allowed: {', '.join(sorted(allowed))}"
 
 
@@ -344,12 +496,30 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        field = _field(model, part)
         if field is None:
             return None
         annotation = field.annotation
         model = next((a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)), annotation)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _field(model: Any, key: str) -> Any:
+    """The field a config key names: by its camelCase alias or its Python name."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return next((f for n, f in model.model_fields.items() if key in (n, f.alias)), None)
+
+
+def _pattern_of(loc: tuple[int | str, ...]) -> str | None:
+    field = _field(_model_at(loc), str(loc[-1])) if loc and isinstance(loc[-1], str) else None
+    return next((m.pattern for m in getattr(field, "metadata", ()) if getattr(m, "pattern", None)), None)
+
+
+def _as_string(value: float, pattern: str | None) -> str:
+    """A YAML number as the string it was meant to be: 1.3 was written 1.30 when a minor needs two digits."""
+    candidates = [str(value), *([f"{value:.2f}"] if isinstance(value, float) else [])]
+    return next((c for c in candidates if pattern and re.fullmatch(pattern, c)), candidates[0])
 
 
 def _describe(err: Any, raw: Mapping[str, Any]) -> str:
@@ -370,12 +540,19 @@ def _describe(err: Any, raw: Mapping[str, Any]) -> str:
         return f"config {PROJECT}:{key}: got {err.get('input')!r}; must be an object with keys among: {keys}"
     value = err.get("input")
     shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+    if err["type"] == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        # YAML reads an unquoted 1.35 as a number (and 1.30 as 1.3).
+        return f'config {PROJECT}:{key}: got {shown}, a number; quote it: "{_as_string(value, _pattern_of(loc))}"'
     text = f"config {PROJECT}:{key}: got {shown}; {_msg(err)}"
     choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
     if choices and isinstance(value, str):
-        close = difflib.get_close_matches(value, choices, n=1)
-        if close:
-            text += f" (did you mean {close[0]!r}?)"
+        text += _did_you_mean(value, choices)
+    elif err["type"] == "string_pattern_mismatch" and isinstance(value, str):
+        if value != value.lower() and re.fullmatch(err["ctx"]["pattern"], value.lower()):
+            text += f" (did you mean {value.lower()!r}?)"
+    elif err["type"] == "ip_v4_network" and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            text += f" (host bits set; did you mean '{ipaddress.IPv4Network(value, strict=False)}'?)"
     return text
 
 
@@ -388,10 +565,15 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 
 _PATTERN_NAMES = {
     _SEMVER: "a release version such as 1.2.3",
-    _IMAGE: "an image with a pinned tag, such as repo/name:1.2.3",
+    _IMAGE: (
+        "an image pinned by tag or digest, such as repo/name:1.2.3, registry.example.com:5000/name:1.2.3 "
+        "or repo/name@sha256:<64 hex digits>"
+    ),
     _ADDON: "an EKS add-on build such as v1.2.3-eksbuild.1",
-    _K8S_MINOR: "a Kubernetes minor version such as 1.35",
-    _DNS_LABEL: "a DNS label: lowercase letters, digits and '-'",
+    _K8S_MINOR: 'a Kubernetes minor version such as "1.35"',
+    _DNS_LABEL: "a DNS label: up to 63 lowercase letters, digits and '-', starting with a letter",
+    _INSTANCE_TYPE: "an EC2 instance type, family.size in lowercase, such as t3.large or m6i.xlarge",
+    _ROLE_ARN: "an IAM role ARN such as arn:aws:iam::123456789012:role/platform-admins",
 }
 
 

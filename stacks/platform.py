@@ -206,7 +206,8 @@ def _migration(
     fleet, phases = cfg.fleet(), cfg.target()
     step = gate
     # A refused step fails `gate`, so no migration object is registered and none changes. The
-    # platform's readiness and the Consul release (CRDs, injector, controllers) come first too.
+    # platform's readiness (the LB controller, which must outlive the Services on destroy) and the
+    # Consul release (CRDs, injector, controllers) come first too.
     first = [*target.ready, consul.release]
     children = pulumi.ResourceOptions(providers=[target.provider])
     config = MeshConfig(

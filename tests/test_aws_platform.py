@@ -399,7 +399,30 @@ def test_the_controller_release_is_named_pinned_and_given_cluster_region_vpc_and
     }
 
 
+def test_the_service_mutator_is_off_so_the_api_gateway_can_be_programmed(dev):
+    """On, the API gateway on EKS never becomes Programmed.
+
+    Chart 3.5.0 (helm/aws-load-balancer-controller values.yaml enableServiceMutatorWebhook: true,
+    templates/webhook.yaml mservice.elbv2.k8s.aws, operations CREATE) sends every new Service to
+    webhooks/core/service_mutator.go serviceMutator.MutateCreate, which sets spec.loadBalancerClass
+    service.k8s.aws/nlb on a LoadBalancer Service. consul-k8s v2.0.3
+    control-plane/api-gateway/gatekeeper/service.go Gatekeeper.upsertService -> mergeServiceInto sets
+    existing.Spec = desired.Spec (no class) on every reconcile; the API server refuses the change of
+    the immutable field, and GatewayController.Reconcile (api-gateway/controllers/gateway_controller.go)
+    returns at updateGatekeeperResources before it writes the Gateway's status (hashicorp/consul-k8s#3934).
+    """
+    assert lb_release(dev).inputs["values"]["enableServiceMutatorWebhook"] is False
+
+
 def test_teardown_order_load_balancers_then_controller_then_nodes_cluster_and_vpc(dev):
+    """With the Service mutator off nothing orders creation, but destroy still needs this order.
+
+    A LoadBalancer Service the controller reconciled carries its finalizer service.k8s.aws/resources
+    (pkg/shared_constants/finalizers.go); controllers/service/service_controller.go
+    serviceReconciler.cleanupLoadBalancerResources deletes the NLB and then removes it. Were the
+    controller gone first, the Service would hang in deletion and the NLB, its security groups and
+    ENIs would stay behind, so the subnets and the VPC could not be deleted.
+    """
     release = lb_release(dev)
     nodes = dev.one("eks:index:ManagedNodeGroup")
     assert dev.depends_on(release, nodes)
@@ -407,7 +430,7 @@ def test_teardown_order_load_balancers_then_controller_then_nodes_cluster_and_vp
     assert dev.depends_on(cluster(dev), dev.one("aws:ec2/vpc:Vpc"))
     assert dev.depends_on(release, dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "lb-controller-policy"))
     makers = [r for r in dev.resources if r.custom and creates_load_balancer(r.type, r.inputs)]
-    makers.append(dev.one("kubernetes:helm.sh/v3:Release", "consul-release"))  # its Services meet the webhook
+    makers.append(dev.one("kubernetes:helm.sh/v3:Release", "consul-release"))  # its UI and mesh gateway Services
     assert all(dev.depends_on(r, release) for r in makers)
 
 

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import pytest
 
+ADMIN = "arn:aws:iam::123456789012:role/platform-admins"
 BAD = [
     ({"phase": "permisive"}, ["phase", "'permisive'", "'permissive'"]),
     ({"phase": "migrated"}, ["phase", "'migrated'", "'hardened'"]),
+    ({"phase": "STRICT"}, ["phase", "'STRICT'", "did you mean 'strict'"]),
+    ({"platform": "EKS"}, ["platform", "'EKS'", "did you mean 'eks'"]),
+    ({"Phase": "strict"}, ["Phase", "unknown key", "did you mean 'phase'"]),
+    (
+        {"consul.serverReplicas": "3"},
+        ["consul.serverReplicas", "without --path", "config set --path consul.serverReplicas 3"],
+    ),
     ({"platform": "gke"}, ["platform", "'gke'", "'eks' or 'kubernetes'"]),
     ({"phse": "strict"}, ["phse", "unknown key", "did you mean 'phase'"]),
     ({"allowPhaseJump": "perhaps"}, ["allowPhaseJump", "'perhaps'", "boolean"]),
     ({"network": {"cidr": "10.0.0.0/33"}}, ["network.cidr", "10.0.0.0/33", "IPv4 network"]),
     ({"network": {"cidr": "10.0.0.0/8"}}, ["network", "10.0.0.0/8", "/16 and /24"]),
+    ({"network": {"cidr": "10.0.0.1/16"}}, ["network.cidr", "'10.0.0.1/16'", "did you mean '10.0.0.0/16'"]),
     ({"network": {"azCount": 1}}, ["network.azCount", "got 1", "greater than or equal to 2"]),
     ({"network": {"natGateway": "single"}}, ["network.natGateway", "did you mean 'natGateways'"]),
     ({"network": {"natGateways": "three"}}, ["network.natGateways", "'three'", "'single' or 'perAz'"]),
@@ -28,12 +37,30 @@ BAD = [
         ["subnets", "10.0.0.0/24", "10.0.0.128/25", "overlap"],
     ),
     ({"network": {"privateSubnets": ["10.0.200.0/24"]}}, ["privateSubnets", "1 CIDRs", "azCount is 2"]),
+    (
+        {"network": {"publicSubnets": ["10.0.0.0/29", "10.0.0.8/29"]}},
+        ["publicSubnets", "10.0.0.0/29", "/16 and /28"],
+    ),
     ({"cluster": {"minSize": 4, "desiredSize": 3}}, ["cluster", "minSize <= desiredSize <= maxSize", "4, 3, 5"]),
     ({"cluster": {"maxSize": 0}}, ["cluster.maxSize", "got 0", "greater than or equal to 1"]),
     ({"cluster": {"instanceTypes": "t3.large"}}, ["cluster.instanceTypes", "'t3.large'", "list"]),
-    ({"cluster": {"adminRoleArns": ["admin"]}}, ["cluster.adminRoleArns[0]", "'admin'", "must be"]),
+    (
+        {"cluster": {"adminRoleArns": ["admin"]}},
+        ["cluster.adminRoleArns[0]", "'admin'", "arn:aws:iam::123456789012:role/"],
+    ),
+    (
+        {"cluster": {"adminRoleArns": [ADMIN, ADMIN]}},
+        ["cluster.adminRoleArns", ADMIN, "listed twice", "list each role once"],
+    ),
+    ({"cluster": {"instanceTypes": ["t3"]}}, ["cluster.instanceTypes[0]", "'t3'", "EC2 instance type", "t3.large"]),
+    (
+        {"cluster": {"instanceTypes": ["T3.large"]}},
+        ["cluster.instanceTypes[0]", "'T3.large'", "did you mean 't3.large'"],
+    ),
+    ({"cluster": {"instanceTypes": ["t3.micro"]}}, ["cluster.instanceTypes", "t3.micro", "4 pods", "small or larger"]),
     ({"cluster": {"logTypes": ["apiserver"]}}, ["cluster.logTypes[0]", "'apiserver'", "'api'"]),
     ({"cluster": {"serviceCidr": "8.8.0.0/16"}}, ["cluster.serviceCidr", "8.8.0.0/16", "10.0.0.0/8"]),
+    ({"cluster": {"serviceCidr": "172.20.0.0/25"}}, ["cluster.serviceCidr", "172.20.0.0/25", "/12 to /24"]),
     (
         {"cluster": {"serviceCidr": "10.0.0.0/16"}, "consul": {"dnsClusterIp": "10.0.0.53"}},
         ["cluster.serviceCidr 10.0.0.0/16", "overlaps network.cidr 10.0.0.0/16"],
@@ -42,7 +69,29 @@ BAD = [
     ({"consul": {"serverReplicas": 9}}, ["consul.serverReplicas", "got 9", "less than or equal to 7"]),
     ({"consul": {"serverReplicas": 5}}, ["consul.serverReplicas 5", "cluster.desiredSize is 3"]),
     ({"consul": {"serverReplica": 3}}, ["consul.serverReplica", "did you mean 'serverReplicas'"]),
+    ({"consul": {"peering": True}}, ["consul.peering true", "consul.meshGateways true"]),
+    (
+        {"platform": "kubernetes", "consul": {"serverReplicas": 3, "dnsClusterIp": "172.20.0.53"}},
+        ["consul.serverReplicas 3", "cluster.nodeCount is 1"],
+    ),
+    ({"cluster": {"nodeCount": 3}}, ["cluster.nodeCount 3", "platform kubernetes", "cluster.desiredSize"]),
     ({"consul": {"dnsClusterIp": "10.96.0.10"}}, ["consul.dnsClusterIp 10.96.0.10", "172.20.0.0/16"]),
+    ({"consul": {"dnsClusterIp": "172.20.0.10"}}, ["consul.dnsClusterIp 172.20.0.10", "kube-dns", "172.20.0.53"]),
+    (
+        {"consul": {"dnsClusterIp": "172.20.0.1"}},
+        ["consul.dnsClusterIp 172.20.0.1", "`kubernetes` API", "free address"],
+    ),
+    ({"consul": {"dnsClusterIp": "172.20.0.0"}}, ["consul.dnsClusterIp 172.20.0.0", "network address", "free address"]),
+    (
+        {
+            "platform": "kubernetes",
+            "cluster": {"serviceCidr": "10.96.0.0/16"},
+            "consul": {"dnsClusterIp": "10.96.0.10"},
+        },
+        ["consul.dnsClusterIp 10.96.0.10", "kube-dns", "10.96.0.53"],
+    ),
+    ({"consul": {"datacenter": "DC1"}}, ["consul.datacenter", "'DC1'", "did you mean 'dc1'"]),
+    ({"consul": {"datacenter": "dc_1"}}, ["consul.datacenter", "'dc_1'", "DNS label"]),
     ({"consul": {"ui": {"exposure": "public"}}}, ["consul.ui", "'public'", "allowedCidrs"]),
     (
         {"consul": {"ui": {"exposure": "public", "allowedCidrs": ["0.0.0.0/0"]}}},
@@ -52,8 +101,16 @@ BAD = [
     ({"gateway": {"scheme": "public"}}, ["gateway.scheme", "'public'", "'internet-facing' or 'internal'"]),
     ({"gateway": {"allowedCidrs": []}}, ["gateway.allowedCidrs", "at least 1"]),
     ({"gateway": {"service": "frontend"}}, ["gateway.service", "'frontend'", "api, web"]),
-    ({"services": [{"name": "Api"}]}, ["services[0].name", "'Api'", "DNS label"]),
+    ({"services": [{"name": "Api"}]}, ["services[0].name", "'Api'", "DNS label", "did you mean 'api'"]),
+    ({"services": [{"name": "a" * 64}]}, ["services[0].name", "a" * 64, "up to 63"]),
+    ({"services": [{"name": "consul"}]}, ["services[0].name", "'consul'", "Consul's own service", "allowed"]),
+    ({"services": [{"name": "api-gateway"}]}, ["services[0].name", "'api-gateway'", "API gateway", "allowed"]),
+    ({"services": [{"name": "api", "namespace": "kube-system"}]}, ["services[0]", "'kube-system'", "not consul"]),
+    ({"services": [{"name": "api", "namespace": "consul"}]}, ["services[0]", "namespace 'consul'", "Consul's own"]),
+    ({"services": [{"name": "default"}]}, ["services[0]", "(from the name) 'default'", "a new namespace"]),
     ({"services": [{"name": "api", "port": 80}]}, ["services[0].port", "got 80", "1024"]),
+    ({"services": [{"name": "api", "port": 20000}]}, ["services[0].port", "got 20000", "inbound", "except 8600"]),
+    ({"services": [{"name": "api", "port": 15001}]}, ["services[0].port", "got 15001", "outbound", "except 8600"]),
     (
         {"services": [{"name": "api"}, {"name": "api"}, {"name": "web"}]},
         ["services", "unique", "api"],
@@ -61,8 +118,21 @@ BAD = [
     ({"services": [{"name": "web", "upstreams": ["db"]}]}, ["services[0].upstreams", "'db'", "allowed"]),
     ({"versions": {"consulChart": "latest"}}, ["versions.consulChart", "'latest'", "1.2.3"]),
     ({"versions": {"consulImage": "hashicorp/consul:latest"}}, ["versions.consulImage", "'latest'", "pin"]),
-    ({"versions": {"fakeServiceImage": "nicholasjackson/fake-service"}}, ["versions.fakeServiceImage", "pinned tag"]),
+    (
+        {"versions": {"fakeServiceImage": "nicholasjackson/fake-service"}},
+        ["versions.fakeServiceImage", "pinned by tag or digest"],
+    ),
     ({"versions": {"kubernetes": "1.35.2"}}, ["versions.kubernetes", "'1.35.2'", "1.35"]),
+    ({"versions": {"kubernetes": 1.35}}, ["versions.kubernetes", "got 1.35", 'quote it: "1.35"']),
+    ({"versions": {"kubernetes": 1.3}}, ["versions.kubernetes", "got 1.3", 'quote it: "1.30"']),
+    (
+        {"versions": {"kubernetes": "1.34"}},
+        ["versions.kubeProxyAddon v1.35.3-eksbuild.2", "versions.kubernetes is 1.34", "v1.34.x-eksbuild.N"],
+    ),
+    (
+        {"versions": {"consulImage": "registry.example.com:5000/consul"}},
+        ["versions.consulImage", ":5000/consul'", "@sha256"],
+    ),
     ({"versions": {"ebsCsiAddon": "1.53"}}, ["versions.ebsCsiAddon", "'1.53'", "eksbuild"]),
     ({"network": "10.0.0.0/16"}, ["network", "'10.0.0.0/16'", "object"]),
 ]

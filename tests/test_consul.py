@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from components.consul_values import GATEWAY_COPIED_ANNOTATIONS, LB_SCHEME, LB_TARGET_TYPE, LB_TYPE
+from components.consul_values import (
+    GATEWAY_COPIED_ANNOTATIONS,
+    LB_SCHEME,
+    LB_TARGET_TYPE,
+    LB_TYPE,
+    ConsulSettings,
+    chart_values,
+)
 from migration.phases import PHASE_NAMES
 from stacks.versions import CONSUL_CHART, CONSUL_DATAPLANE_IMAGE, CONSUL_IMAGE, CONSUL_K8S_IMAGE
 
@@ -87,7 +94,65 @@ def test_metrics_dns_servers_and_ui(default_run):
     assert v["dns"]["enabled"] is True and v["dns"]["enableRedirection"] is True
     assert v["server"]["replicas"] == 1
     assert "storageClass" not in v["server"]  # the cluster's default StorageClass
-    assert v["ui"] == {"enabled": True, "service": {"type": "ClusterIP"}}
+    assert v["ui"] == {"enabled": True, "service": {"type": "ClusterIP"}, "metrics": {"enabled": False}}
+
+
+# --- chart-level decisions, on the values alone ---------------------------------------------------------
+
+
+def helm_values(**overrides: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "platform": "eks",
+        "datacenter": "dc1",
+        "server_replicas": 1,
+        "dns_cluster_ip": "172.20.0.53",
+        "image": CONSUL_IMAGE,
+        "image_k8s": CONSUL_K8S_IMAGE,
+        "image_dataplane": CONSUL_DATAPLANE_IMAGE,
+        "sync_namespaces": ["api", "web"],
+    }
+    return chart_values(ConsulSettings(**{**settings, **overrides})).to_helm()
+
+
+def test_a_single_server_has_no_disruption_budget_so_a_node_drain_can_evict_it():
+    """With the chart's budget an EKS node group update fails on the server's node (PodEvictionFailure).
+
+    consul-k8s v2.0.3 charts/consul/templates/_helpers.tpl consul.server.pdb.maxUnavailable writes
+    maxUnavailable 0 for server.replicas 1, whatever server.disruptionBudget.maxUnavailable says
+    (templates/server-disruptionbudget.yaml): the eviction API refuses every eviction and the drain
+    never ends. Without one, a node rotation restarts the single server; Consul's API is down until it
+    is back, and running sidecars keep their last configuration meanwhile.
+    """
+    assert helm_values(server_replicas=1)["server"]["disruptionBudget"] == {"enabled": False}
+
+
+def test_three_servers_keep_the_charts_budget_of_one_eviction_at_a_time():
+    """Left to the chart, maxUnavailable is 1 for three servers: a drain takes one server at a time and
+    the Raft quorum (two of three) holds; no budget would let a drain take two and lose it."""
+    server = helm_values(server_replicas=3)["server"]
+    assert server["disruptionBudget"] == {"enabled": True}  # maxUnavailable left to the chart: 1
+
+
+def test_the_single_connect_injector_has_no_disruption_budget_so_a_node_drain_can_evict_it():
+    """templates/_helpers.tpl consul.pdb.connectInject.maxUnavailable is 0 for connectInject.replicas 1
+    (templates/connect-injector-disruptionbudget.yaml), so its node could never be drained. Without a
+    budget the injector restarts elsewhere; meanwhile new meshed pods wait (the ReplicaSet retries)."""
+    inject = helm_values()["connectInject"]
+    assert inject["replicas"] == 1
+    assert inject["disruptionBudget"] == {"enabled": False}
+
+
+def test_the_ui_reads_metrics_only_from_the_demo_prometheus():
+    """Left to the chart, ui.metrics follows global.metrics (on) and templates/server-config-configmap.yaml
+    points the UI's metrics proxy at http://prometheus-server, a Service only prometheus.enabled creates
+    (templates/prometheus.yaml): every service page's metrics call would fail to resolve it."""
+    assert helm_values(demo_prometheus=False)["ui"]["metrics"] == {"enabled": False}
+    assert helm_values(demo_prometheus=True)["ui"]["metrics"] == {
+        "enabled": True,
+        "provider": "prometheus",
+        "baseURL": "http://prometheus-server",
+    }
+    assert helm_values(demo_prometheus=True)["prometheus"] == {"enabled": True}
 
 
 def test_consul_dns_has_the_configured_fixed_cluster_ip(program):

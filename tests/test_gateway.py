@@ -88,6 +88,13 @@ def test_api_versions_are_served_by_the_charts_crds(default_run):
 
 
 def test_on_eks_the_gateway_asks_for_an_internet_facing_nlb_open_to_the_allowed_cidrs(program):
+    """Without the type annotations the gateway's Service never gets an NLB on EKS.
+
+    consul-k8s v2.0.3 api-gateway/gatekeeper/service.go Gatekeeper.service copies these annotations
+    to the Service it makes (no loadBalancerClass; the LB controller's mutator is off), and
+    aws-load-balancer-controller v3.5.0 pkg/service/service_utils.go IsServiceSupported claims a
+    classless Service only with aws-load-balancer-type external and an nlb-target-type.
+    """
     run = program({})
     assert run.error is None, run.error
     a = annotations_of(run.one(GATEWAY))

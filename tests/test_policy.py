@@ -156,6 +156,107 @@ def test_a_gateways_allow_list_must_be_copied_to_its_load_balancer_service():
     assert rules.gateway_annotations_reach_the_load_balancer([config, gw]) == []
 
 
+# --- Load balancers on EKS: claimed by annotations, not by a class ------------------------------------
+
+LB_TYPE, LB_TARGET_TYPE = rules.LB_TYPE, rules.LB_TARGET_TYPE
+NLB = {LB_TYPE: "external", LB_TARGET_TYPE: "ip"}
+LB_CONTROLLER = Resource(
+    CONSUL, {"chart": "aws-load-balancer-controller", "values": {"enableServiceMutatorWebhook": False}}, "urn:lbc"
+)
+
+
+def claimed(*resources: Resource) -> list[str]:
+    """The rule's messages for these resources in a stack that runs the AWS Load Balancer Controller."""
+    return [v.message for v in rules.load_balancers_claimed_by_annotations([LB_CONTROLLER, *resources])]
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        lb_service(NLB),
+        lb_service({LB_TYPE: "external", LB_TARGET_TYPE: "instance"}),
+        lb_service({LB_TYPE: "nlb-ip"}),
+        lb_service(loadBalancerClass="service.k8s.aws/nlb"),
+        lb_service(loadBalancerClass="example.com/other"),
+        {"metadata": {"name": "ui"}, "spec": {"type": "ClusterIP"}},
+    ],
+    ids=["external ip", "external instance", "legacy nlb-ip", "the controller's class", "another's class", "not lb"],
+)
+def test_on_eks_a_load_balancer_service_the_controller_claims_passes(props):
+    assert claimed(Resource(SERVICE, props)) == []
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        lb_service(),
+        lb_service({LB_TYPE: "external"}),
+        lb_service({LB_TYPE: "nlb", LB_TARGET_TYPE: "ip"}),
+        lb_service({LB_TYPE: "external", LB_TARGET_TYPE: "alb"}),
+    ],
+    ids=["no annotations", "no target type", "in-tree nlb type", "unknown target type"],
+)
+def test_on_eks_a_load_balancer_service_without_the_type_annotations_gets_no_nlb(props):
+    """The Service would stay pending: no load balancer is ever made for it.
+
+    The Service mutator is off (components/lb_controller.py), so nothing gives a new Service a
+    loadBalancerClass. aws-load-balancer-controller v3.5.0 pkg/service/service_utils.go
+    defaultServiceUtils.IsServiceSupported then takes a Service without a class only when
+    checkAWSLoadBalancerTypeAnnotation finds aws-load-balancer-type `nlb-ip`, or `external` with
+    aws-load-balancer-nlb-target-type `ip` or `instance`.
+    """
+    (message,) = claimed(Resource(SERVICE, props))
+    assert "Service ui" in message and LB_TYPE in message
+
+
+def test_a_gateways_type_annotations_count_only_when_its_class_copies_them():
+    """consul-k8s v2.0.3 control-plane/api-gateway/gatekeeper/service.go Gatekeeper.service builds the
+    gateway's Service with only the Gateway annotations listed in the GatewayClassConfig's
+    copyAnnotations.service, and no loadBalancerClass: uncopied, the NLB annotations never reach it."""
+    gw = Resource(GATEWAY, gateway({**NLB, SCHEME: "internal"}), urn="urn:gw")
+
+    def release(copied: list[str]) -> Resource:
+        path = {
+            "managedGatewayClass": {
+                "copyAnnotations": {"service": {"annotations": "".join(f"- {k}\n" for k in copied)}}
+            }
+        }
+        return Resource(CONSUL, consul_release(connectInject={"apiGateway": path}))
+
+    (message,) = claimed(release([SCHEME, LB_TYPE]), gw)
+    assert "Gateway api-gateway" in message and "copyAnnotations" in message
+    assert claimed(release([SCHEME, LB_TYPE, LB_TARGET_TYPE]), gw) == []
+
+
+def test_the_consul_charts_load_balancer_services_need_the_annotations_too():
+    annotations = "".join(f'"{k}": "{v}"\n' for k, v in {**NLB, SCHEME: "internal"}.items())
+    bare_ui = consul_release(ui={"service": {"type": "LoadBalancer", "annotations": f'"{SCHEME}": "internal"\n'}})
+    (message,) = claimed(Resource(CONSUL, bare_ui))
+    assert "ui.service" in message
+    ui = consul_release(ui={"service": {"type": "LoadBalancer", "annotations": annotations}})
+    assert claimed(Resource(CONSUL, ui)) == []
+    (message,) = claimed(Resource(CONSUL, consul_release(meshGateway={"enabled": True})))  # a LoadBalancer by default
+    assert "meshGateway.service" in message
+    mesh_gateway = consul_release(meshGateway={"enabled": True, "service": {"annotations": annotations}})
+    assert claimed(Resource(CONSUL, mesh_gateway)) == []
+
+
+@pytest.mark.parametrize("values", [{}, {"enableServiceMutatorWebhook": True}], ids=["chart default", "on"])
+def test_the_controller_must_keep_its_service_mutator_off(values):
+    """With the mutator on (chart 3.5.0 default, webhooks/core/service_mutator.go MutateCreate) the
+    gateway's Service gets a loadBalancerClass that Consul's gateway controller erases on its next
+    write, which the API server refuses: the Gateway is never Programmed (hashicorp/consul-k8s#3934)."""
+    controller = Resource(CONSUL, {"chart": "aws-load-balancer-controller", "values": values}, "urn:lbc")
+    violations = rules.load_balancers_claimed_by_annotations([controller])
+    assert [(v.urn, "enableServiceMutatorWebhook" in v.message) for v in violations] == [("urn:lbc", True)]
+
+
+def test_off_eks_the_cluster_decides_how_load_balancers_are_made():
+    assert rules.load_balancers_claimed_by_annotations([Resource(SERVICE, lb_service())]) == []
+    eks = Resource("aws:eks/cluster:Cluster", {}, "urn:eks")
+    assert len(rules.load_balancers_claimed_by_annotations([eks, Resource(SERVICE, lb_service())])) == 1
+
+
 # --- Mesh ---------------------------------------------------------------------------------------------
 
 
@@ -243,6 +344,32 @@ def test_the_program_passes_every_rule_in_every_phase(program, stack, phase):
     assert [v.message for v in rules.check_stack(resources)] == []
 
 
+EVERY_OPTION = {
+    "consul": {
+        "serverReplicas": 3,
+        "meshGateways": True,
+        "peering": True,
+        "demoPrometheus": True,
+        "ui": {"exposure": "public", "allowedCidrs": ["203.0.113.0/24"]},
+    },
+    "gateway": {"scheme": "internal"},
+}
+
+
+def test_with_every_load_balancer_on_the_program_passes_every_rule(program):
+    """The UI and mesh gateway Services exist only with their options on; the rules must see them."""
+    run = program(EVERY_OPTION)
+    assert run.error is None, run.error
+    resources = [Resource(r.type, r.inputs, r.urn) for r in run.resources if r.custom]
+    assert [v.message for v in rules.check_stack(resources)] == []
+    load_balancers = [lb.what for r in resources for lb in rules._load_balancers(r.resource_type, r.props)]  # pyright: ignore[reportPrivateUsage]
+    assert sorted(load_balancers) == [
+        "Consul values meshGateway.service",
+        "Consul values ui.service",
+        "Gateway api-gateway",
+    ]
+
+
 def test_the_rules_see_the_programs_resources(program):
     """Guards the test above against passing because the rules match nothing in the program."""
     run = program({"phase": "hardened"})
@@ -252,6 +379,8 @@ def test_the_rules_see_the_programs_resources(program):
     assert MESH in types and SERVICE_DEFAULTS in types
     assert any(t.endswith(":Gateway") for t in types)
     assert any(t in rules.IAM_POLICY_TYPES for t in types), "no IAM policy to hold to named actions"
+    charts = {rules.chart_name(r.type, r.inputs) for r in run.resources if r.custom}
+    assert rules.LB_CONTROLLER_CHART in charts, "no load balancer controller: the claim rule would not apply"
 
 
 # --- the pack -------------------------------------------------------------------------------------------

@@ -1,0 +1,260 @@
+"""The checks every `up` runs on the cluster: a precheck before the step's config entries change, and a
+postcheck once every object of the step is in place. Both run checks/mesh_check.py (this project's
+own script, mounted from a ConfigMap) in a Job in the namespace `mesh-checks`, outside the mesh.
+
+- precheck: reads the sidecars' access logs of the services the step tightens (migration/checks.py)
+  and refuses the step when a caller outside the mesh called one of them in plain text within the
+  window, or, when the step closes the Mesh, when a meshed pod called a destination outside it. It
+  runs in every `up` (whether a step tightens is known only once the deployed phases are read), and
+  says so in one line when there is nothing to read. Every config entry waits for it.
+- postcheck: requests through the API gateway and plain-text probes from outside the mesh
+  (checks/expectations.py). The stack records the step's phases only once it has passed.
+
+A check that fails exits non-zero with one line; the Job allows no retry (backoffLimit 0), and the
+container's termination message is that line, which pulumi-kubernetes' Job await reports in the
+`up`'s error (provider/pkg/await/checker/pod/check.go, containerTerminatedError). A failed Job is
+replaced on the next `up` (`pulumi.com/replaceUnready`), so a re-run checks again.
+
+Old check Jobs are kept (retain_on_delete): the precheck recognises the postchecks' own plain-text
+probes by their pods' addresses, so those pods must outlive the window. `pulumi destroy` removes
+them with the namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from checks import expectations
+from checks.expectations import CHECKS_NAMESPACE, SCRIPT, ServiceSpec, Settings
+from migration import checks as model
+from migration.fleet import Fleet, Step
+from migration.phases import Phase
+
+from .kubernetes import after
+
+CHECK_LABEL = "consul-mesh-migration/check"
+SCRIPT_KEY = "mesh_check.py"
+MOUNT = "/checks"
+RUN_AS = 65534  # nobody: the stock image runs as root unless told otherwise
+POD_START_S = 30  # image pull and scheduling, on top of the check's own timeout
+INJECT = "consul.hashicorp.com/connect-inject"
+
+
+def specs(fleet: Fleet, target: Mapping[str, Phase]) -> list[ServiceSpec]:
+    return [
+        ServiceSpec(r.name, r.namespace, r.port, r.versions, r.upstreams, r.accepts_plain_text)
+        for r in model.running(fleet, target)
+    ]
+
+
+def describe(phases: Mapping[str, Phase]) -> str:
+    values = set(phases.values())
+    return next(iter(values)).value if len(values) == 1 else ", ".join(f"{n}={p.value}" for n, p in phases.items())
+
+
+def postcheck_document(fleet: Fleet, target: Mapping[str, Phase], settings: Settings) -> dict[str, Any]:
+    doc = expectations.expectation(
+        specs(fleet, target), exposed=fleet.exposed, phase=describe(target), settings=settings
+    )
+    return {k: v for k, v in doc.items() if k != "precheck"}
+
+
+def precheck_document(fleet: Fleet, step: Step, settings: Settings) -> dict[str, Any]:
+    """The precheck of `step`; with nothing to tighten, a document whose precheck reads nothing."""
+    plan = model.precheck(fleet, step)
+    phase = describe(step.target)
+    before = describe(step.deployed) if step.deployed else "(nothing deployed)"
+    services = specs(fleet, step.target)
+    if plan is None:
+        doc = expectations.expectation(services, exposed=fleet.exposed, phase=phase, settings=settings)
+        doc["precheck"] = expectations.precheck(services, (), f"{before} -> {phase}", settings)
+    else:
+        doc = expectations.expectation(
+            services,
+            exposed=fleet.exposed,
+            phase=phase,
+            previous_phase=before,
+            tighten=() if plan.closes_mesh else plan.services,
+            outbound=plan.services if plan.closes_mesh else (),
+            mesh_callers_count=plan.count_mesh_callers,
+            settings=settings,
+        )
+    return {k: v for k, v in doc.items() if k != "postcheck"}
+
+
+@dataclass
+class MeshChecksArgs:
+    fleet: Fleet
+    target: Mapping[str, Phase]
+    step: pulumi.Output[Step]  # the phase guard's verdict: nothing runs before it passed
+    settings: Settings
+    image: str  # the check's image: stock Python, pinned (stacks/versions.py)
+    namespaces: Mapping[str, k8s.core.v1.Namespace]  # the services' namespaces: the precheck reads logs there
+    after: Sequence[pulumi.Resource]  # the platform's readiness and the Consul release
+
+
+class MeshChecks(pulumi.ComponentResource):
+    """The checks' namespace, script, identities and the precheck; `postcheck()` adds the postcheck.
+
+    The Kubernetes provider comes through `opts` (`providers`), and every child inherits it.
+    """
+
+    precheck: k8s.batch.v1.Job
+
+    def __init__(self, name: str, args: MeshChecksArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("consul-mesh-migration:checks:MeshChecks", name, None, opts)
+        self._name, self._args = name, args
+        self._gate = args.step.apply(lambda _: list(args.after))
+        child = pulumi.ResourceOptions(parent=self, depends_on=self._gate)
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata={"name": CHECKS_NAMESPACE, "labels": {CHECK_LABEL: "checks"}}, opts=child
+        )
+        script = SCRIPT.read_text()
+        self._script_hash = hashlib.sha256(script.encode()).hexdigest()[:16]
+        self._script = k8s.core.v1.ConfigMap(
+            f"{name}-script",
+            metadata={"name": "mesh-check", "namespace": CHECKS_NAMESPACE},
+            data={SCRIPT_KEY: script},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+        )
+        self._accounts = {
+            kind: k8s.core.v1.ServiceAccount(
+                f"{name}-{kind}-account",
+                metadata={"name": kind, "namespace": CHECKS_NAMESPACE},
+                automount_service_account_token=False,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            )
+            for kind in ("precheck", "postcheck")
+        }
+        grants = self._precheck_rbac(name, args)
+        document = args.step.apply(lambda st: precheck_document(args.fleet, st, args.settings))
+        self.precheck = self._job("precheck", document, [self._script, *grants])
+        self.register_outputs({})
+
+    def _precheck_rbac(self, name: str, args: MeshChecksArgs) -> list[pulumi.Resource]:
+        """Read the sidecar logs of the services' pods, and list pods to name a caller by its address.
+
+        Listing pods cluster-wide is what tells a caller in the mesh (which will switch to mTLS) and
+        the checks' own probes from a client that would be cut off; nothing else is granted.
+        """
+        subject = [k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="precheck", namespace=CHECKS_NAMESPACE)]
+        grants: list[pulumi.Resource] = []
+        for ns in sorted({s.namespace for s in args.fleet.services}):
+            role = k8s.rbac.v1.Role(
+                f"{name}-precheck-{ns}",
+                metadata={"name": "mesh-precheck", "namespace": ns},
+                rules=[
+                    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["list"]),
+                    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/log"], verbs=["get"]),
+                ],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, args.namespaces[ns])),
+            )
+            grants.append(
+                k8s.rbac.v1.RoleBinding(
+                    f"{name}-precheck-{ns}",
+                    metadata={"name": "mesh-precheck", "namespace": ns},
+                    role_ref=k8s.rbac.v1.RoleRefArgs(
+                        api_group="rbac.authorization.k8s.io", kind="Role", name="mesh-precheck"
+                    ),
+                    subjects=subject,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
+                )
+            )
+        lookup = k8s.rbac.v1.ClusterRole(
+            f"{name}-precheck-pods",
+            metadata={"name": "consul-mesh-migration-precheck"},
+            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["list"])],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate),
+        )
+        grants.append(
+            k8s.rbac.v1.ClusterRoleBinding(
+                f"{name}-precheck-pods",
+                metadata={"name": "consul-mesh-migration-precheck"},
+                role_ref=k8s.rbac.v1.RoleRefArgs(
+                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="consul-mesh-migration-precheck"
+                ),
+                subjects=subject,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[lookup]),
+            )
+        )
+        return grants
+
+    def postcheck(self, done: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+        """The postcheck, once `done` (every Deployment and config entry of the step) is in place."""
+        doc = postcheck_document(self._args.fleet, self._args.target, self._args.settings)
+        return self._job("postcheck", pulumi.Output.from_input(doc), [self._script, self.precheck, *done])
+
+    def _job(self, kind: str, doc: pulumi.Output[dict[str, Any]], needs: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+        settings = self._args.settings
+        budget = settings.precheck_seconds if kind == "precheck" else settings.postcheck_seconds
+        labels = {CHECK_LABEL: kind}
+        container = k8s.core.v1.ContainerArgs(
+            name=kind,
+            image=self._args.image,
+            command=["python3", "-B", f"{MOUNT}/{SCRIPT_KEY}", kind],
+            env=[
+                k8s.core.v1.EnvVarArgs(
+                    name="MESH_CHECK_EXPECTATION", value=doc.apply(lambda d: json.dumps(d, sort_keys=True))
+                )
+            ],
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="script", mount_path=MOUNT, read_only=True)],
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "50m", "memory": "32Mi"}, limits={"cpu": "500m", "memory": "128Mi"}
+            ),
+            # The script's one-line verdict; Pulumi's Job await shows it in the `up`'s error.
+            termination_message_policy="FallbackToLogsOnError",
+            security_context=k8s.core.v1.SecurityContextArgs(
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+            ),
+        )
+        return k8s.batch.v1.Job(
+            f"{self._name}-{kind}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                namespace=CHECKS_NAMESPACE,
+                labels=labels,
+                annotations={"pulumi.com/replaceUnready": "true"},
+            ),
+            spec=k8s.batch.v1.JobSpecArgs(
+                backoff_limit=0,  # a failed check is a verdict, not a flake: the script retries while Envoy settles
+                active_deadline_seconds=int(budget) + POD_START_S,
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels,
+                        # Outside the mesh: the postcheck proves what a client without a sidecar sees.
+                        annotations={INJECT: "false", f"{CHECK_LABEL}-script": self._script_hash},
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=kind,
+                        automount_service_account_token=kind == "precheck",
+                        restart_policy="Never",
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            run_as_non_root=True,
+                            run_as_user=RUN_AS,
+                            run_as_group=RUN_AS,
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                        ),
+                        containers=[container],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="script",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name="mesh-check", default_mode=0o444),
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=after(self._gate, *needs, self._accounts[kind]),
+                retain_on_delete=True,
+            ),
+        )
