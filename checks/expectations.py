@@ -171,19 +171,55 @@ def postcheck(services: Sequence[ServiceSpec], exposed: str, settings: Settings 
 
 
 def precheck(
-    services: Sequence[ServiceSpec], tighten: Sequence[str], step: str, settings: Settings = Settings()
+    services: Sequence[ServiceSpec],
+    tighten: Sequence[str],
+    step: str,
+    settings: Settings = Settings(),
+    mesh_callers_count: Sequence[str] = (),
+    outbound: Sequence[str] = (),
+    probe: bool = False,
+    mesh: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The precheck of a step that tightens `tighten`; the services' pods carry `app=<name>`."""
+    """The precheck of a step that tightens `tighten`; the services' pods carry `app=<name>`.
+
+    `probe`: probe each service in plain text first and read only the logs of those that still
+    accept it (a service that refuses plain text already is not tightened by the step). `mesh`: the
+    Mesh object to read, so that a Mesh closed already is not closed again.
+
+    `outbound`: when the step closes the Mesh, the services whose sidecars must have called no
+    destination outside the mesh.
+
+    `mesh_callers_count`: services whose callers with a sidecar are cut off too (the step leaves
+    them no mTLS path: no dialedDirectly while they still dial the pod IPs).
+    """
     by_name = _by_name(services)
-    unknown = sorted(set(tighten) - set(by_name))
+    unknown = sorted((set(tighten) | set(outbound)) - set(by_name))
     if unknown:
         raise ValueError(f"cannot tighten {unknown}: not among the services")
     return {
         "step": step,
         "window_seconds": settings.window_seconds,
         "services": [
-            {"service": n, "namespace": by_name[n].namespace, "selector": f"app={n}"} for n in sorted(set(tighten))
+            {
+                "service": n,
+                "namespace": by_name[n].namespace,
+                "selector": f"app={n}",
+                **({"count_mesh_callers": True} if n in mesh_callers_count else {}),
+                **({"probe_url": by_name[n].url} if probe else {}),
+            }
+            for n in sorted(set(tighten))
         ],
+        **(
+            {
+                "outbound": [
+                    {"service": n, "namespace": by_name[n].namespace, "selector": f"app={n}"}
+                    for n in sorted(set(outbound))
+                ]
+            }
+            if outbound
+            else {}
+        ),
+        **({"mesh": {"namespace": mesh[0], "name": mesh[1]}} if mesh else {}),
         "signal": {
             "container": mesh_check.Signal.container,
             "inbound_cluster": mesh_check.Signal.inbound_cluster,
@@ -205,6 +241,8 @@ def expectation(
     previous_phase: str | None = None,
     tighten: Sequence[str] = (),
     settings: Settings = Settings(),
+    mesh_callers_count: Sequence[str] = (),
+    outbound: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The whole document for the `up` that ends in `phase`.
 
@@ -214,9 +252,9 @@ def expectation(
     doc: dict[str, Any] = {"version": mesh_check.SCHEMA_VERSION, "phase": phase}
     doc["postcheck"] = postcheck(services, exposed, settings)
     tighten = sorted(set(tighten) | set(tightened(previous or (), services)))
-    if previous is not None or tighten:
+    if previous is not None or tighten or outbound:
         step = f"{previous_phase or 'deployed'} -> {phase}"
-        doc["precheck"] = precheck(services, tighten, step, settings)
+        doc["precheck"] = precheck(services, tighten, step, settings, mesh_callers_count, outbound)
     mesh_check.parse_expectation(doc)  # what the script would refuse fails here, at build time
     return doc
 

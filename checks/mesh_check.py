@@ -108,6 +108,13 @@ class Tightened:
     service: str
     namespace: str
     selector: str  # label selector of the service's pods
+    # Whether a caller with a sidecar counts: it does when the step gives it no mTLS path to this
+    # service (no dialedDirectly while it still dials the pod IP); None: the signal's default.
+    count_mesh_callers: bool | None = None
+    # The service's address for a plain-text probe: a service that refuses plain text already is
+    # not tightened by this step, and its log is not read (the expectation depends on the target
+    # phases only, so re-running a step changes nothing).
+    probe_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,10 @@ class Signal:
 
     container: str = "consul-dataplane"
     inbound_cluster: str = "local_app"  # Envoy cluster of the local app: inbound traffic only
+    # The outbound listener's catch-all chain to destinations outside the mesh (hashicorp/consul
+    # agent/xds/listeners.go: the OriginalDestinationClusterName filter chain, access-logged, added
+    # only while the Mesh allows non-mesh destinations).
+    outbound_cluster: str = "original-destination"
     ignore_namespaces: tuple[str, ...] = ("mesh-checks",)  # the checks' own plain-text probes
     count_mesh_callers: bool = False  # callers with a sidecar switch to mTLS; see README
     mesh_annotation: str = "consul.hashicorp.com/connect-inject-status"
@@ -142,6 +153,12 @@ class Precheck:
     signal: Signal
     kubernetes: KubeConfig
     timeouts: PreTimeouts
+    # A step that closes the Mesh (meshDestinationsOnly): these services' sidecars must have made no
+    # call to a destination outside the mesh, which the step would cut off.
+    outbound: tuple[Tightened, ...] = ()
+    # The Mesh config entry's object (namespace, name): when it allows mesh destinations only
+    # already, the Mesh is not closed by this step and nothing outbound is read.
+    mesh: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -276,14 +293,32 @@ def _parse_postcheck(r: _Reader) -> Postcheck:
     return Postcheck(gateway=gateway, plaintext=tuple(probes), timeouts=timeouts)
 
 
-def _parse_precheck(r: _Reader) -> Precheck:
+def _parse_tightened(r: _Reader, key: str) -> list[Tightened]:
     services: list[Tightened] = []
-    for i, item in enumerate(r.items("services")):
-        s = _Reader(item, f"{r.path}.services[{i}]")
+    for i, item in enumerate(r.items(key) if key in r.data or key == "services" else []):
+        s = _Reader(item, f"{r.path}.{key}[{i}]")
         name = s.text("service")
+        mesh = s.flag("count_mesh_callers", False) if "count_mesh_callers" in s.data else None
+        probe = _check_url(s.text("probe_url"), f"{s.path}.probe_url") if "probe_url" in s.data else None
         services.append(
-            Tightened(service=name, namespace=s.text("namespace"), selector=s.text("selector", f"app={name}"))
+            Tightened(
+                service=name,
+                namespace=s.text("namespace"),
+                selector=s.text("selector", f"app={name}"),
+                count_mesh_callers=mesh,
+                probe_url=probe,
+            )
         )
+    return services
+
+
+def _parse_precheck(r: _Reader) -> Precheck:
+    services = _parse_tightened(r, "services")
+    outbound = _parse_tightened(r, "outbound")
+    mesh = None
+    if "mesh" in r.data:
+        m = r.sub("mesh")
+        mesh = (m.text("namespace"), m.text("name"))
     sig = r.sub("signal", {})
     signal = Signal(
         container=sig.text("container", Signal.container),
@@ -291,6 +326,7 @@ def _parse_precheck(r: _Reader) -> Precheck:
         ignore_namespaces=sig.texts("ignore_namespaces", list(Signal.ignore_namespaces)),
         count_mesh_callers=sig.flag("count_mesh_callers", Signal.count_mesh_callers),
         mesh_annotation=sig.text("mesh_annotation", Signal.mesh_annotation),
+        outbound_cluster=sig.text("outbound_cluster", Signal.outbound_cluster),
     )
     k = r.sub("kubernetes", {})
     kube = KubeConfig(
@@ -306,6 +342,8 @@ def _parse_precheck(r: _Reader) -> Precheck:
         signal=signal,
         kubernetes=kube,
         timeouts=PreTimeouts(request=t.number("request", 5.0, 0.001), total=t.number("total", 10.0, 0.001)),
+        outbound=tuple(outbound),
+        mesh=mesh,
     )
 
 
@@ -633,6 +671,10 @@ class KubeApi(Protocol):
         """Pods (any namespace) whose status.podIP is `ip`; None when not allowed to list them."""
         ...
 
+    def get_mesh(self, namespace: str, name: str) -> dict[str, Any]:
+        """Consul's Mesh config entry object (consul.hashicorp.com/v1alpha1)."""
+        ...
+
 
 class KubeError(Exception):
     def __init__(self, status: int | None, message: str) -> None:
@@ -689,6 +731,10 @@ class HttpKube:
     def pod_log(self, namespace: str, pod: str, container: str, since_seconds: int) -> str:
         path = f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods/{urllib.parse.quote(pod)}/log"
         return self._get(path, {"container": container, "sinceSeconds": since_seconds}).decode(errors="replace")
+
+    def get_mesh(self, namespace: str, name: str) -> dict[str, Any]:
+        path = f"/apis/consul.hashicorp.com/v1alpha1/namespaces/{urllib.parse.quote(namespace)}/meshes/{name}"
+        return json.loads(self._get(path, {}))
 
     def pods_with_ip(self, ip: str) -> list[dict[str, Any]] | None:
         try:
@@ -806,6 +852,7 @@ class PrecheckStats:
     entries: int = 0
     plaintext: int = 0
     ignored: Counter[str] = field(default_factory=Counter)
+    skipped: list[str] = field(default_factory=list)  # services that refuse plain text already
 
 
 def find_callers(pre: Precheck, kube: KubeApi, deadline: Deadline) -> tuple[list[Caller], PrecheckStats]:
@@ -815,6 +862,17 @@ def find_callers(pre: Precheck, kube: KubeApi, deadline: Deadline) -> tuple[list
     stats = PrecheckStats()
     by_ip: dict[str, Caller] = {}
     for svc in pre.services:
+        if svc.probe_url is not None:
+            waited = deadline.cap(timeout, f"probing {svc.probe_url}")
+            try:
+                refused = probe_plaintext(svc.probe_url, waited).verdict == "refused"
+            except TimeoutError:
+                raise deadline.timed_out("precheck callers", waited, f"probing {svc.probe_url}") from None
+            except OSError:
+                refused = False  # unreachable: read its log rather than assume it was tightened before
+            if refused:
+                stats.skipped.append(svc.service)
+                continue
         pods = _kube(
             kube,
             timeout,
@@ -870,7 +928,12 @@ def find_callers(pre: Precheck, kube: KubeApi, deadline: Deadline) -> tuple[list
             stats.ignored["the checks' own probes"] += caller.connections
             continue
         in_mesh = [p for p in running if (_meta(p).get("annotations") or {}).get(sig.mesh_annotation) == "injected"]
-        if in_mesh and len(in_mesh) == len(running) and not sig.count_mesh_callers:
+        counted = any(
+            sig.count_mesh_callers if t.count_mesh_callers is None else t.count_mesh_callers
+            for t in pre.services
+            if t.service in caller.services
+        )
+        if in_mesh and len(in_mesh) == len(running) and not counted:
             stats.ignored["callers in the mesh"] += caller.connections
             continue
         if not running:
@@ -898,13 +961,86 @@ def _kube(api: KubeApi, timeout: float, deadline: Deadline, doing: str, call: Ca
         raise Invalid(f"precheck callers: could not check, {doing} failed: {exc}") from None
 
 
+def _sidecar_logs(
+    pre: Precheck, svc: Tightened, kube: KubeApi, deadline: Deadline, check: str
+) -> Iterator[tuple[str, str]]:
+    """(pod name, sidecar log of the window) for each running pod of `svc` that has the sidecar."""
+    sig = pre.signal
+    timeout = pre.timeouts.request
+    pods = _kube(
+        kube,
+        timeout,
+        deadline,
+        f"listing the pods of {svc.service}",
+        lambda: kube.list_pods(svc.namespace, svc.selector),
+    )
+    for pod in pods:
+        if sig.container not in _containers(pod) or (pod.get("status") or {}).get("phase") not in ("Running", None):
+            continue
+        name = str(_meta(pod).get("name", ""))
+        text = _kube(
+            kube,
+            timeout,
+            deadline,
+            f"reading the {sig.container} log of {svc.namespace}/{name}",
+            lambda n=name: kube.pod_log(svc.namespace, n, sig.container, pre.window_seconds),
+        )
+        yield name, text
+
+
+def mesh_closed_already(pre: Precheck, kube: KubeApi, deadline: Deadline) -> bool:
+    if pre.mesh is None:
+        return False
+    namespace, name = pre.mesh
+    mesh = _kube(
+        kube,
+        pre.timeouts.request,
+        deadline,
+        f"reading the Mesh {namespace}/{name}",
+        lambda: kube.get_mesh(namespace, name),
+    )
+    return bool(((mesh.get("spec") or {}).get("transparentProxy") or {}).get("meshDestinationsOnly"))
+
+
+def find_outside_destinations(pre: Precheck, kube: KubeApi, deadline: Deadline) -> tuple[list[str], int]:
+    """Calls from the mesh to destinations outside it, per pod and destination, busiest first."""
+    seen: Counter[str] = Counter()
+    pods = 0
+    if pre.outbound and mesh_closed_already(pre, kube, deadline):
+        return [], 0
+    for svc in pre.outbound:
+        for name, text in _sidecar_logs(pre, svc, kube, deadline, "precheck destinations"):
+            pods += 1
+            for entry in access_log_entries(text):
+                host = entry.get("upstream_host")
+                if entry.get("upstream_cluster") == pre.signal.outbound_cluster and _present(host):
+                    seen[f"{svc.namespace}/{name} -> {host}"] += 1
+    return [f"{what}: {n} connection{'s' if n != 1 else ''}" for what, n in seen.most_common()], pods
+
+
 def run_precheck(pre: Precheck, kube: KubeApi | None = None, clock: Callable[[], float] = time.monotonic) -> str:
     deadline = Deadline("precheck callers", pre.timeouts.total, clock)
-    services = ", ".join(s.service for s in pre.services)
-    if not pre.services:
+    if not pre.services and not pre.outbound:
         return f"precheck ok: {pre.step} tightens no service's plain-text access; nothing to read"
     api = kube if kube is not None else HttpKube(pre.kubernetes, pre.timeouts.request)
+    outside, outbound_pods = find_outside_destinations(pre, api, deadline)
+    if outside:
+        raise CheckFailed(
+            f"precheck destinations: expected no call from the mesh to a destination outside it before {pre.step} "
+            f"closes the Mesh, saw {'; '.join(outside)} (in the last {pre.window_seconds} s)"
+        )
+    if not pre.services:
+        return (
+            f"precheck ok: no call from the mesh to a destination outside it in the last {pre.window_seconds} s "
+            f"({outbound_pods} sidecar logs); {_secs(deadline.elapsed())}"
+        )
     callers, stats = find_callers(pre, api, deadline)
+    services = ", ".join(s.service for s in pre.services if s.service not in stats.skipped)
+    if stats.skipped and len(stats.skipped) == len(pre.services) and not callers:
+        return (
+            f"precheck ok: {', '.join(stats.skipped)} refuse plain text already; {pre.step} tightens nothing "
+            f"there; {_secs(deadline.elapsed())}"
+        )
     if callers:
         listed = "; ".join(
             f"{c.who} -> {', '.join(sorted(c.services))}: {c.connections} plain-text "

@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from checks import expectations
+from checks import expectations, mesh_check
 from checks.expectations import CHECKS_NAMESPACE, SCRIPT, ServiceSpec, Settings
 from migration import checks as model
 from migration.fleet import Fleet, Step
@@ -45,6 +45,7 @@ MOUNT = "/checks"
 RUN_AS = 65534  # nobody: the stock image runs as root unless told otherwise
 POD_START_S = 30  # image pull and scheduling, on top of the check's own timeout
 INJECT = "consul.hashicorp.com/connect-inject"
+CONSUL_NAMESPACE = "consul"  # where the Mesh entry lives (components/mesh_config.py)
 
 
 def specs(fleet: Fleet, target: Mapping[str, Phase]) -> list[ServiceSpec]:
@@ -66,27 +67,30 @@ def postcheck_document(fleet: Fleet, target: Mapping[str, Phase], settings: Sett
     return {k: v for k, v in doc.items() if k != "precheck"}
 
 
-def precheck_document(fleet: Fleet, step: Step, settings: Settings) -> dict[str, Any]:
-    """The precheck of `step`; with nothing to tighten, a document whose precheck reads nothing."""
-    plan = model.precheck(fleet, step)
-    phase = describe(step.target)
-    before = describe(step.deployed) if step.deployed else "(nothing deployed)"
-    services = specs(fleet, step.target)
-    if plan is None:
-        doc = expectations.expectation(services, exposed=fleet.exposed, phase=phase, settings=settings)
-        doc["precheck"] = expectations.precheck(services, (), f"{before} -> {phase}", settings)
-    else:
-        doc = expectations.expectation(
+def precheck_document(fleet: Fleet, target: Mapping[str, Phase], settings: Settings) -> dict[str, Any]:
+    """The precheck of the step to `target`, from the target alone (migration/checks.py): the script
+    probes each service the target makes strict and reads the logs only of those that still accept
+    plain text, and reads the Mesh before it checks for calls outside it. So the Job is the same on a
+    re-run, and a re-run changes nothing."""
+    plan = model.precheck_target(fleet, target)
+    services = specs(fleet, target)
+    step = f"-> {describe(target)}"
+    doc = {
+        "version": mesh_check.SCHEMA_VERSION,
+        "phase": describe(target),
+        "precheck": expectations.precheck(
             services,
-            exposed=fleet.exposed,
-            phase=phase,
-            previous_phase=before,
-            tighten=() if plan.closes_mesh else plan.services,
-            outbound=plan.services if plan.closes_mesh else (),
+            plan.services,
+            step,
+            settings,
             mesh_callers_count=plan.count_mesh_callers,
-            settings=settings,
-        )
-    return {k: v for k, v in doc.items() if k != "postcheck"}
+            outbound=plan.outbound,
+            probe=True,
+            mesh=(CONSUL_NAMESPACE, "mesh") if plan.outbound else None,
+        ),
+    }
+    mesh_check.parse_expectation(doc)
+    return doc
 
 
 @dataclass
@@ -109,9 +113,10 @@ class MeshChecks(pulumi.ComponentResource):
     precheck: k8s.batch.v1.Job
 
     def __init__(self, name: str, args: MeshChecksArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        self._gate = args.step.apply(lambda _: list(args.after))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._gate))
         super().__init__("consul-mesh-migration:checks:MeshChecks", name, None, opts)
         self._name, self._args = name, args
-        self._gate = args.step.apply(lambda _: list(args.after))
         child = pulumi.ResourceOptions(parent=self, depends_on=self._gate)
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace", metadata={"name": CHECKS_NAMESPACE, "labels": {CHECK_LABEL: "checks"}}, opts=child
@@ -122,19 +127,19 @@ class MeshChecks(pulumi.ComponentResource):
             f"{name}-script",
             metadata={"name": "mesh-check", "namespace": CHECKS_NAMESPACE},
             data={SCRIPT_KEY: script},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, self.namespace)),
         )
         self._accounts = {
             kind: k8s.core.v1.ServiceAccount(
                 f"{name}-{kind}-account",
                 metadata={"name": kind, "namespace": CHECKS_NAMESPACE},
                 automount_service_account_token=False,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, self.namespace)),
             )
             for kind in ("precheck", "postcheck")
         }
         grants = self._precheck_rbac(name, args)
-        document = args.step.apply(lambda st: precheck_document(args.fleet, st, args.settings))
+        document = pulumi.Output.from_input(precheck_document(args.fleet, args.target, args.settings))
         self.precheck = self._job("precheck", document, [self._script, *grants])
         self.register_outputs({})
 
@@ -164,9 +169,30 @@ class MeshChecks(pulumi.ComponentResource):
                         api_group="rbac.authorization.k8s.io", kind="Role", name="mesh-precheck"
                     ),
                     subjects=subject,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, role)),
                 )
             )
+        mesh = k8s.rbac.v1.Role(
+            f"{name}-precheck-mesh",
+            metadata={"name": "mesh-precheck", "namespace": CONSUL_NAMESPACE},
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=["consul.hashicorp.com"], resources=["meshes"], resource_names=["mesh"], verbs=["get"]
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate),
+        )
+        grants.append(
+            k8s.rbac.v1.RoleBinding(
+                f"{name}-precheck-mesh",
+                metadata={"name": "mesh-precheck", "namespace": CONSUL_NAMESPACE},
+                role_ref=k8s.rbac.v1.RoleRefArgs(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name="mesh-precheck"
+                ),
+                subjects=subject,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, mesh)),
+            )
+        )
         lookup = k8s.rbac.v1.ClusterRole(
             f"{name}-precheck-pods",
             metadata={"name": "consul-mesh-migration-precheck"},
@@ -181,13 +207,14 @@ class MeshChecks(pulumi.ComponentResource):
                     api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="consul-mesh-migration-precheck"
                 ),
                 subjects=subject,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[lookup]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, lookup)),
             )
         )
         return grants
 
     def postcheck(self, done: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
-        """The postcheck, once `done` (every Deployment and config entry of the step) is in place."""
+        """The postcheck, once `done` (every Deployment and config entry of the step, and the gateway
+        it sends its requests through) is in place."""
         doc = postcheck_document(self._args.fleet, self._args.target, self._args.settings)
         return self._job("postcheck", pulumi.Output.from_input(doc), [self._script, self.precheck, *done])
 

@@ -2,9 +2,9 @@
 
 - postcheck: every running version of every service, as its display name, and whether the service
   still accepts plain text after the step (outside the mesh, or permissive).
-- precheck: the services a step tightens (they accepted plain text before it and refuse it after),
-  or every service when the step closes the Mesh; and among them those whose callers with a sidecar
-  would be cut off too (no dialedDirectly while such a caller may still dial the pod IPs).
+- precheck: the services the target makes refuse plain text (the script probes which of them still
+  accept it, so which the step tightens), the services whose sidecars must call nothing outside the
+  mesh when the target closes it, and those whose callers with a sidecar would be cut off too.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .fleet import Fleet, Step, dialed_directly, mesh_closed
+from .fleet import Fleet, dns_callers, mesh_closed
 from .phases import Phase, refuses_plain_text
 from .workloads import workloads
 
@@ -47,28 +47,21 @@ def running(fleet: Fleet, target: Mapping[str, Phase]) -> list[Running]:
 
 
 @dataclass(frozen=True)
-class Precheck:
-    services: tuple[str, ...]  # whose sidecars' access logs are read
-    count_mesh_callers: tuple[str, ...]  # of those, where a caller with a sidecar is cut off too
-    closes_mesh: bool
+class PrecheckTarget:
+    services: tuple[str, ...]  # refuse plain text after the step: their callers are read if they still accept it
+    count_mesh_callers: tuple[str, ...]  # of those, where a caller with a sidecar would be cut off too
+    outbound: tuple[str, ...]  # the step closes the Mesh: these sidecars must call nothing outside it
 
 
-def precheck(fleet: Fleet, step: Step) -> Precheck | None:
-    """What the step tightens, or None when it tightens nothing (a fresh stack tightens nothing:
-    no caller can depend on what did not run)."""
-    if step.deployed is None:
-        return None
-    closes = not mesh_closed(step.deployed) and mesh_closed(step.target)
-    tightened = []
-    for s in fleet.services:
-        before = step.before(s.name)
-        if before is None:
-            continue
-        if closes or (
-            not refuses_plain_text(before, s.migrates) and refuses_plain_text(step.target[s.name], s.migrates)
-        ):
-            tightened.append(s.name)
-    if not tightened:
-        return None
-    exposed = tuple(n for n in tightened if not dialed_directly(fleet, step, n))
-    return Precheck(tuple(tightened), exposed, closes)
+def precheck_target(fleet: Fleet, target: Mapping[str, Phase]) -> PrecheckTarget:
+    """What a step to `target` may tighten, from the target alone.
+
+    Which of these the step really tightens is found on the cluster (a service that refuses plain
+    text already is not probed further), so the precheck is the same on every run of one step. A
+    caller with a sidecar is cut off when no mesh caller in the target dials the service through
+    `.service.consul`: then nothing keeps dialedDirectly on for it, and its plain text is refused.
+    """
+    strict = [s.name for s in fleet.services if refuses_plain_text(target[s.name], s.migrates)]
+    exposed = tuple(n for n in strict if not dns_callers(fleet, n, [(c, target[c]) for c in fleet.callers(n)]))
+    outbound = tuple(fleet.names) if mesh_closed(target) else ()
+    return PrecheckTarget(tuple(strict), exposed, outbound)

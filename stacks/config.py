@@ -302,13 +302,36 @@ class VersionsConfig(_Model):
     consul_k8s_image: Annotated[str, Field(pattern=_IMAGE, alias="consulK8sImage")] = versions.CONSUL_K8S_IMAGE
     consul_dataplane_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CONSUL_DATAPLANE_IMAGE
     fake_service_image: Annotated[str, Field(pattern=_IMAGE)] = versions.FAKE_SERVICE_IMAGE
+    check_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CHECK_IMAGE
 
-    @field_validator("consul_image", "consul_k8s_image", "consul_dataplane_image", "fake_service_image")
+    @field_validator("consul_image", "consul_k8s_image", "consul_dataplane_image", "fake_service_image", "check_image")
     @classmethod
     def _pinned(cls, v: str) -> str:
         if v.endswith(":latest"):  # with a digest after it, the digest pins the image
             raise ValueError("the tag 'latest' is not a pin; name a released version or add its @sha256 digest")
         return v
+
+
+class VerifyConfig(_Model):
+    """The checks every `up` runs on the cluster (components/checks.py); defaults keep them within 60 s."""
+
+    enabled: bool = True
+    requests: int = Field(default=20, ge=1, le=500)  # through the API gateway
+    tolerance: float = Field(default=0.4, ge=0, lt=1)  # each of k versions: at least 1/k - tolerance
+    precheck_window: int = Field(default=900, ge=60, le=86400)  # seconds of sidecar logs the precheck reads
+    request_seconds: float = Field(default=5, gt=0, le=60)
+    settle_seconds: float = Field(default=15, ge=0, le=300)  # retry a failed round while Envoy settles
+    postcheck_seconds: float = Field(default=30, gt=0, le=600)
+    precheck_seconds: float = Field(default=10, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _fits(self) -> VerifyConfig:
+        if self.settle_seconds + self.request_seconds > self.postcheck_seconds:
+            raise ValueError(
+                f"settleSeconds {self.settle_seconds:g} + requestSeconds {self.request_seconds:g} must fit in "
+                f"postcheckSeconds {self.postcheck_seconds:g}"
+            )
+        return self
 
 
 class StackConfig(_Model):
@@ -321,6 +344,7 @@ class StackConfig(_Model):
     gateway: GatewayConfig = Field(default_factory=lambda: GatewayConfig())
     services: list[ServiceConfig] = Field(default_factory=_default_services, min_length=1)
     versions: VersionsConfig = Field(default_factory=lambda: VersionsConfig())
+    verify: VerifyConfig = Field(default_factory=lambda: VerifyConfig())
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:

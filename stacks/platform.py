@@ -10,6 +10,8 @@ from typing import Any
 
 import pulumi
 
+from checks.expectations import Settings
+from components.checks import MeshChecks, MeshChecksArgs
 from components.cluster import EksCluster, EksClusterArgs, eks_cluster_name
 from components.consul import Consul, ConsulArgs
 from components.consul_values import ConsulSettings
@@ -208,8 +210,23 @@ def _migration(
     # A refused step fails `gate`, so no migration object is registered and none changes. The
     # platform's readiness (the LB controller, which must outlive the Services on destroy) and the
     # Consul release (CRDs, injector, controllers) come first too.
-    first = [*target.ready, consul.release]
+    first: list[pulumi.Resource] = [*target.ready, consul.release]
     children = pulumi.ResourceOptions(providers=[target.provider])
+    checks = None
+    if cfg.verify.enabled:
+        checks = MeshChecks(
+            "checks",
+            MeshChecksArgs(
+                fleet=fleet,
+                target=phases,
+                step=step,
+                settings=check_settings(cfg),
+                image=cfg.versions.check_image,
+                namespaces=gateway.namespaces,
+                after=first,
+            ),
+            opts=children,
+        )
     config = MeshConfig(
         "mesh-config",
         MeshConfigArgs(
@@ -218,7 +235,8 @@ def _migration(
             step=step,
             global_namespace=consul.namespace,
             namespaces=gateway.namespaces,
-            after=first,
+            # The precheck reads the callers before any entry can tighten what they reach.
+            after=[*first, checks.precheck] if checks else first,
         ),
         opts=children,
     )
@@ -242,10 +260,25 @@ def _migration(
     outputs["dialedDirectly"] = step.apply(
         lambda st: sorted(s.name for s in fleet.services if dialed_directly(fleet, st, s.name))
     )
-    return [
+    applied: list[pulumi.CustomResource] = [
         *services.deployments.values(),
         config.mesh,
         config.proxy_defaults,
         *config.intentions.values(),
         *config.service_defaults.values(),
     ]
+    # The step counts only once it has proven itself on the cluster.
+    return [checks.postcheck([*applied, gateway])] if checks else applied
+
+
+def check_settings(cfg: StackConfig) -> Settings:
+    v = cfg.verify
+    return Settings(
+        requests=v.requests,
+        tolerance=v.tolerance,
+        request_timeout=v.request_seconds,
+        settle_seconds=v.settle_seconds,
+        postcheck_seconds=v.postcheck_seconds,
+        window_seconds=v.precheck_window,
+        precheck_seconds=v.precheck_seconds,
+    )

@@ -23,3 +23,7 @@ CONSUL_DATAPLANE_IMAGE = "hashicorp/consul-dataplane:2.0.3"
 
 # Demo services.
 FAKE_SERVICE_IMAGE = "nicholasjackson/fake-service:v0.26.0"
+
+# The checks' Job (checks/mesh_check.py runs on the standard library only): stock Python, by tag and
+# by the digest of that tag's multi-arch index, so the image cannot change under a pinned tag.
+CHECK_IMAGE = "python:3.13.14-alpine3.24@sha256:399babc8b49529dabfd9c922f2b5eea81d611e4512e3ed250d75bd2e7683f4b0"

@@ -55,7 +55,7 @@ class FakeStack:
 
 
 def stack(phase: str, deployed: object, **extra: str) -> FakeStack:
-    outputs = {"phases": deployed} if isinstance(deployed, dict) else {"phase": deployed}
+    outputs: dict[str, object] = {"phases": deployed} if isinstance(deployed, dict) else {"phase": deployed}
     return FakeStack({f"{PROJECT}:phase": phase, f"{PROJECT}:platform": "kubernetes", **extra}, outputs)
 
 

@@ -1,7 +1,7 @@
 """checks/expectations.py: the check's expectation from plain data, and that it agrees with the model.
 
-The mapping from the migration model to ServiceSpec below (`specs`) is the one the Job wiring can
-use; checks/ itself imports nothing from stacks/ or components/.
+`specs` maps the model's view of a step (migration/checks.py) to ServiceSpec, as the Job wiring does;
+checks/ itself imports nothing from migration/, stacks/ or components/.
 """
 
 from __future__ import annotations
@@ -14,33 +14,30 @@ import pytest
 
 from checks import expectations, mesh_check
 from checks.expectations import ServiceSpec, Settings, expectation, expected_names, tightened
-from components.services import upstream_names, workloads
-from stacks.config import ServiceConfig
-from stacks.phases import PHASE_NAMES, Phase, mesh_state
+from migration.checks import running
+from migration.fleet import Fleet, Service
+from migration.phases import PHASE_NAMES, Phase
+from migration.workloads import exposed_names, upstream_names
 
-SERVICES = [ServiceConfig(name="api", migrates=True), ServiceConfig(name="web", upstreams=["api"])]
+FLEET = Fleet((Service("api", "api", migrates=True), Service("web", "web", upstreams=("api",))), exposed="web")
 
 
-def specs(phase: str, services: list[ServiceConfig] = SERVICES) -> list[ServiceSpec]:
-    """The services as they run after `up` in `phase`, from the phase model."""
-    state = mesh_state(Phase(phase))
-    running = workloads(services, state)
-    out = []
-    for s in services:
-        m = state.migrating
-        # A migrating service takes plain text while its legacy version runs or while it is permissive;
-        # a meshed one never does (no mutualTLSMode: Consul's default, strict).
-        plaintext = s.migrates and (m.legacy_runs or m.mutual_tls_mode == "permissive")
-        versions = {w.version: w.display_name for w in running if w.service.name == s.name}
-        out.append(ServiceSpec(s.name, s.ns, s.port, versions, tuple(s.upstreams), plaintext))
-    return out
+def specs(phase: str, fleet: Fleet = FLEET) -> list[ServiceSpec]:
+    """The services as they run after `up` in `phase`, from the model."""
+    target = dict.fromkeys(fleet.names, Phase(phase))
+    return [
+        ServiceSpec(r.name, r.namespace, r.port, r.versions, r.upstreams, r.accepts_plain_text)
+        for r in running(fleet, target)
+    ]
 
 
 @pytest.mark.parametrize("phase", PHASE_NAMES)
 def test_names_through_the_gateway_are_the_models(phase: str) -> None:
-    state = mesh_state(Phase(phase))
-    exposed_names = sorted({w.display_name for w in workloads(SERVICES, state) if w.service.name == "web"})
-    assert expected_names(specs(phase), "web") == {"api": upstream_names(SERVICES, state, "web"), "web": exposed_names}
+    target = dict.fromkeys(FLEET.names, Phase(phase))
+    assert expected_names(specs(phase), "web") == {
+        "api": upstream_names(FLEET, target),
+        "web": exposed_names(FLEET, target),
+    }
 
 
 @pytest.mark.parametrize(
@@ -87,9 +84,15 @@ def test_the_permissive_document() -> None:
 
 
 def test_a_deeper_graph_names_every_level() -> None:
-    services = [*SERVICES[:1], ServiceConfig(name="db", migrates=True), ServiceConfig(name="web", upstreams=["api"])]
-    services[0] = ServiceConfig(name="api", migrates=True, upstreams=["db"])
-    assert expected_names(specs("strict", services), "web") == {
+    fleet = Fleet(
+        (
+            Service("api", "api", migrates=True, upstreams=("db",)),
+            Service("db", "db", migrates=True),
+            Service("web", "web", upstreams=("api",)),
+        ),
+        exposed="web",
+    )
+    assert expected_names(specs("strict", fleet), "web") == {
         "api": ["api (mesh)"],
         "db": ["db (mesh)"],
         "web": ["web (mesh)"],

@@ -11,7 +11,11 @@ from tools.mockrun import run_program
 from tools.plan import objects
 
 CONSUL = "kubernetes:consul.hashicorp.com/v1alpha1"
-MIGRATION_COMPONENTS = ("consul-mesh-migration:services:DemoServices", "consul-mesh-migration:mesh_config:MeshConfig")
+MIGRATION_COMPONENTS = (
+    "consul-mesh-migration:services:DemoServices",
+    "consul-mesh-migration:mesh_config:MeshConfig",
+    "consul-mesh-migration:checks:MeshChecks",
+)
 
 
 def migration_objects(run):

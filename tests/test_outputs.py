@@ -46,19 +46,25 @@ def test_the_last_phase_has_no_next_phase(program):
     assert program({"phase": "hardened"}).outputs["nextPhase"] is None
 
 
-def test_the_phase_is_reported_only_once_every_object_of_the_phase_is_in_place(program):
-    """After a failed `up` the stack keeps the last completed phase, so the guard steps from there."""
+def test_the_phase_is_reported_only_once_every_object_of_the_phase_is_in_place_and_proven(program):
+    """After a failed `up` the stack keeps the last verified phases, so the guard steps from there."""
     run = program({"phase": "permissive"})
-    waits_for = run.output_dependencies["phase"]
-    deployments = {r.urn for r in run.of_type("kubernetes:apps/v1:Deployment")}
-    entries = {r.urn for r in run.resources if r.type.startswith("kubernetes:consul.hashicorp.com/")}
-    assert len(deployments) == 3
-    assert deployments <= waits_for
-    service_defaults = {r.urn for r in run.of_type("kubernetes:consul.hashicorp.com/v1alpha1:ServiceDefaults")}
-    assert service_defaults <= entries & waits_for
+    postcheck = next(j for j in run.of_type("kubernetes:batch/v1:Job") if "postcheck" in j.name)
     seal = next(k for k in run.outputs if k.startswith("seal-"))
-    for key in ("phases", seal):
-        assert run.output_dependencies[key] == waits_for, key
+    for key in ("phase", "phases", seal):
+        assert postcheck.urn in run.output_dependencies[key], key
+    deployments = run.of_type("kubernetes:apps/v1:Deployment")
+    assert len(deployments) == 3
+    entries = [r for r in run.resources if r.type.startswith("kubernetes:consul.hashicorp.com/")]
+    for res in [*deployments, *(e for e in entries if e.kind != "RouteTimeoutFilter")]:
+        assert run.depends_on(postcheck, res), res.name
+
+
+def test_without_verification_the_phase_waits_for_the_objects_themselves(program):
+    run = program({"phase": "permissive", "verify": {"enabled": False}})
+    assert run.of_type("kubernetes:batch/v1:Job") == []
+    deployments = {r.urn for r in run.of_type("kubernetes:apps/v1:Deployment")}
+    assert deployments <= run.output_dependencies["phases"]
 
 
 def test_the_readme_documents_every_output(program):

@@ -156,6 +156,74 @@ def test_callers_in_the_mesh_count_when_asked() -> None:
     )
 
 
+def test_a_caller_in_the_mesh_counts_for_a_service_that_goes_strict_without_dialed_directly() -> None:
+    """With no dialedDirectly, web-v1's sidecar keeps sending plain text to the pod IP and is refused."""
+    doc = document()
+    doc["precheck"]["services"][0]["count_mesh_callers"] = True
+    code, line = run(doc, RecordedKube(log=without("10.0.2.14", "10.0.9.99")))
+    assert code == 1
+    assert "web/web-v1-8f6d7c9b5-m3n8r (10.0.1.40) -> api: 1 plain-text connection" in line
+
+
+# A meshed pod's call to a destination outside the mesh: the outbound listener's catch-all chain
+# (hashicorp/consul agent/xds/listeners.go, the OriginalDestinationClusterName filter chain, built
+# with the proxy's access logs while the Mesh allows non-mesh destinations), in Consul's default
+# JSON access-log format: a TCP proxy record, so the HTTP fields are null.
+OUTSIDE = json.dumps(
+    {
+        "authority": None,
+        "bytes_received": 1420,
+        "bytes_sent": 388,
+        "connection_termination_details": None,
+        "downstream_local_address": "10.0.4.20:5432",
+        "downstream_remote_address": "10.0.1.23:53312",
+        "duration": 2113,
+        "method": None,
+        "path": None,
+        "protocol": None,
+        "request_id": None,
+        "requested_server_name": None,
+        "response_code": 0,
+        "response_code_details": None,
+        "response_flags": "-",
+        "route_name": None,
+        "start_time": "2026-07-01T10:06:41.020Z",
+        "upstream_cluster": "original-destination",
+        "upstream_host": "10.0.4.20:5432",
+        "upstream_local_address": "10.0.1.23:53314",
+        "upstream_service_time": None,
+        "upstream_transport_failure_reason": None,
+        "user_agent": None,
+        "x_forwarded_for": None,
+    },
+    sort_keys=True,
+)
+
+
+def closing_document() -> dict[str, Any]:
+    doc = document()
+    doc["precheck"]["step"] = "virtual -> hardened"
+    doc["precheck"]["services"] = []
+    doc["precheck"]["outbound"] = [{"service": "api", "namespace": "api", "selector": "app=api"}]
+    return doc
+
+
+def test_closing_the_mesh_is_refused_while_a_meshed_pod_calls_a_destination_outside_it() -> None:
+    """meshDestinationsOnly removes that catch-all chain: the call would fail from then on."""
+    code, line = run(closing_document(), RecordedKube(log=LOG + OUTSIDE + "\n"))
+    assert code == 1
+    assert line == (
+        "precheck destinations: expected no call from the mesh to a destination outside it before virtual -> "
+        f"hardened closes the Mesh, saw api/{POD} -> 10.0.4.20:5432: 1 connection (in the last {WINDOW} s)"
+    )
+
+
+def test_closing_the_mesh_goes_ahead_when_every_call_stays_in_the_mesh() -> None:
+    code, line = run(closing_document(), RecordedKube())
+    assert code == 0, line
+    assert "no call from the mesh to a destination outside it" in line
+
+
 def test_without_leave_to_list_pods_the_caller_is_named_by_its_address() -> None:
     code, line = run(document(), RecordedKube(log=without("10.0.1.40", "10.0.3.7", "10.0.9.99"), by_ip=None))
     assert code == 1
