@@ -42,6 +42,13 @@ def _no_overlaps(cidrs: list[Cidr], what: str) -> None:
                 raise ValueError(f"{what} {a} and {b} overlap")
 
 
+# The retention periods CloudWatch Logs accepts, in days (PutRetentionPolicy, CloudWatch Logs API Reference).
+LOG_RETENTION_DAYS = (
+    *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365),
+    *(400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653),
+)
+
+
 class NetworkConfig(_Model):
     """The VPC (platform eks)."""
 
@@ -50,6 +57,16 @@ class NetworkConfig(_Model):
     nat_gateways: Literal["single", "perAz"] = "single"
     public_subnets: list[Cidr] | None = None
     private_subnets: list[Cidr] | None = None
+    flow_logs: bool = True  # VPC flow logs (accepted and rejected traffic) to CloudWatch Logs
+    flow_log_retention_days: int = 7
+
+    @field_validator("flow_log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
+            raise ValueError(f"must be a retention period CloudWatch Logs accepts, in days: {allowed}")
+        return v
 
     @field_validator("cidr")
     @classmethod

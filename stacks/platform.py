@@ -104,6 +104,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
             nat_gateways=n.nat_gateways,
             cluster_name=name,
             protect=c.protect,
+            flow_log_retention_days=n.flow_log_retention_days if n.flow_logs else None,
         ),
     )
     cluster = EksCluster(
