@@ -101,15 +101,48 @@ LogType = Literal["api", "audit", "authenticator", "controllerManager", "schedul
 _PRIVATE_RANGES = [Cidr("10.0.0.0/8"), Cidr("172.16.0.0/12"), Cidr("192.168.0.0/16")]
 
 
+# What the nodes must hold (dev defaults, in the phase with the most pods, permissive), and why two
+# t3.medium nodes do. Pod limit under the VPC CNI: ENIs x (IPv4 per ENI - 1) + 2; t3.medium and
+# t3a.medium 3 x (6 - 1) + 2 = 17, t3.large 35. Requests are the charts' and add-ons' defaults.
+#
+#   on every node (DaemonSets)         pods   CPU    memory
+#     aws-node, kube-proxy               2    125m      -
+#     ebs-csi-node, consul-cni           2    105m   195Mi
+#   once in the cluster
+#     consul-server (x serverReplicas)   1    100m   200Mi
+#     connect-injector, webhook-cert-
+#       manager, sync-catalog            3    200m   300Mi
+#     api-gateway                        1    100m   100Mi
+#     LB controller x2 (no requests)     2      -       -
+#     CoreDNS x2                         2    200m   140Mi
+#     EBS CSI controller x2              2    120m   480Mi
+#     demo: api-v1, api-v2, web-v1 (the
+#       sidecars request nothing) + 1
+#       pod a rollout adds               4    200m   128Mi
+#     check Jobs to come (2 at once)     2    100m   128Mi
+#   (the chart's install Jobs finish; completed pods count toward no limit)
+#
+# Two nodes: 17 + 2 x 4 = 25 pods of 2 x 17 = 34; requests 1.48 vCPU of 3.86 allocatable and
+# 1.8 GiB of ~6.6 GiB. t3.medium fits with room for a third service; one node alone (18+ pods)
+# does not, so keep two (a Spot node is replaced before it is drained). Three Consul servers need
+# desiredSize 3 (one server per node). t3.large (35 pods, 8 GiB) costs twice as much for room the
+# demo does not use.
+ON_DEMAND_INSTANCE_TYPES = ("t3.medium",)
+# Spot: several types of the same size (2 vCPU, 4 GiB, 17 pods), more capacity pools to draw from.
+SPOT_INSTANCE_TYPES = ("t3.medium", "t3a.medium")
+
+
 class ClusterConfig(_Model):
     """The EKS cluster (platform eks) or the existing cluster (platform kubernetes)."""
 
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    # Unset: SPOT_INSTANCE_TYPES with capacity type SPOT (_default_instance_types), else these.
     instance_types: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[0-9a-z]+$")]] = Field(
-        default_factory=lambda: ["t3.large"], min_length=1
+        default_factory=lambda: list(ON_DEMAND_INSTANCE_TYPES), min_length=1
     )
     min_size: int = Field(default=2, ge=1, le=100)
-    desired_size: int = Field(default=3, ge=1, le=100)
-    max_size: int = Field(default=5, ge=1, le=100)
+    desired_size: int = Field(default=2, ge=1, le=100)
+    max_size: int = Field(default=3, ge=1, le=100)
     admin_role_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]] = Field(
         default_factory=list
     )
@@ -119,6 +152,14 @@ class ClusterConfig(_Model):
     protect: bool = True
     kubeconfig: str | None = None
     context: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_instance_types(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or {"instanceTypes", "instance_types"} & data.keys():
+            return data
+        spot = data.get("capacityType", data.get("capacity_type")) == "SPOT"
+        return {**data, "instanceTypes": list(SPOT_INSTANCE_TYPES)} if spot else data
 
     @model_validator(mode="after")
     def _sizes(self) -> ClusterConfig:

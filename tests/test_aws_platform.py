@@ -21,6 +21,7 @@ ADMINS_ROLE = "arn:aws:iam::123456789012:role/platform-admins"
 WIDE = {
     "network": {"azCount": 3, "natGateways": "perAz", "flowLogRetentionDays": 30},
     "cluster": {
+        "capacityType": "SPOT",
         "instanceTypes": ["m6i.large", "m5.large"],
         "minSize": 3,
         "desiredSize": 4,
@@ -235,9 +236,10 @@ def test_flow_logs_can_be_turned_off(program):
         ),
         ({"network": {"flowLogRetentionDays": 0}}, ["network.flowLogRetentionDays", "got 0", "7, 14"]),
         ({"network": {"flowLogs": "sometimes"}}, ["network.flowLogs", "'sometimes'", "boolean"]),
+        ({"cluster": {"capacityType": "spot"}}, ["cluster.capacityType", "'spot'", "'ON_DEMAND' or 'SPOT'"]),
     ],
 )
-def test_a_bad_flow_log_setting_is_one_line_before_any_resource(program, config, words):
+def test_a_bad_flow_log_or_capacity_setting_is_one_line_before_any_resource(program, config, words):
     run = program(config)
     assert run.error is not None and run.resources == []
     message = run.error.removeprefix("ConfigError: ")
@@ -334,12 +336,13 @@ def test_access_entries_make_the_admin_roles_cluster_admins(dev, wide):
 
 
 def test_managed_nodes_in_private_subnets_sized_from_config_with_imdsv2_hop_limit_1(dev, wide):
-    for run, (types, sizes) in (
-        (dev, (["t3.large"], (2, 3, 5))),
-        (wide, (["m6i.large", "m5.large"], (3, 4, 6))),
+    for run, (capacity, types, sizes) in (
+        (dev, ("ON_DEMAND", ["t3.medium"], (2, 2, 3))),
+        (wide, ("SPOT", ["m6i.large", "m5.large"], (3, 4, 6))),
     ):
         nodes = run.one("eks:index:ManagedNodeGroup")
         scaling = nodes.inputs["scalingConfig"]
+        assert nodes.inputs["capacityType"] == capacity
         assert nodes.inputs["instanceTypes"] == types
         assert (scaling["minSize"], scaling["desiredSize"], scaling["maxSize"]) == sizes
         private = {s.name + "-id" for s in subnets(run, "kubernetes.io/role/internal-elb")}
@@ -350,6 +353,14 @@ def test_managed_nodes_in_private_subnets_sized_from_config_with_imdsv2_hop_limi
         assert metadata["httpPutResponseHopLimit"] == 1
         (root,) = template.inputs["blockDeviceMappings"]
         assert root["ebs"]["encrypted"] == "true"
+
+
+def test_spot_nodes_default_to_several_instance_types_of_one_size(program):
+    run = program({"cluster": {"capacityType": "SPOT"}})
+    assert run.error is None, run.error
+    nodes = run.one("eks:index:ManagedNodeGroup").inputs
+    assert nodes["capacityType"] == "SPOT"
+    assert nodes["instanceTypes"] == ["t3.medium", "t3a.medium"]  # 2 vCPU, 4 GiB, 17 pods each
 
 
 def test_the_node_role_has_the_worker_policies_and_nothing_more(dev):
