@@ -10,7 +10,9 @@
   account. Chosen over EKS Pod Identity because it needs no agent add-on to pin and keep in step
   with the cluster, and both charts take it as a plain service account annotation.
 - Nodes: private subnets, IMDSv2 required with a hop limit of 1 so that pods cannot reach the
-  node's instance credentials, encrypted root volumes.
+  node's instance credentials, encrypted root volumes. On-Demand or Spot capacity: a Spot group lists
+  several instance types of one size, and EKS launches a replacement for a Spot node at risk of
+  interruption before it drains that node (capacity rebalancing).
 - CoreDNS: pulumi-eks's own add-on is off; components/dns.py owns the `coredns` add-on and its Corefile.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -72,7 +75,8 @@ class EksClusterArgs:
     vpc_id: pulumi.Input[str]
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
-    instance_types: list[str]
+    instance_types: list[str]  # with SPOT, several of one size: more capacity pools, same pods per node
+    capacity_type: Literal["ON_DEMAND", "SPOT"]
     min_size: int
     desired_size: int
     max_size: int
@@ -204,6 +208,7 @@ class EksCluster(pulumi.ComponentResource):
             node_role_arn=node_role.arn,
             subnet_ids=args.private_subnet_ids,
             instance_types=args.instance_types,
+            capacity_type=args.capacity_type,
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 min_size=args.min_size, desired_size=args.desired_size, max_size=args.max_size
             ),

@@ -6,10 +6,18 @@ own, visible in `pulumi preview` and in the mock tests, and no extra provider pl
 Load balancers go in the public subnets (internet-facing) or the private ones (internal): the AWS
 Load Balancer Controller finds them by the `kubernetes.io/role/*` tags. Nodes go in the private
 subnets and reach the internet through NAT.
+
+Flow logs (optional, on by default): every accepted and rejected flow of the VPC goes to a CloudWatch
+log group with a retention period, written by a role that only the flow logs service of this account
+and region can assume and that may only write to that group (VPC User Guide, "IAM role for
+publishing flow logs to CloudWatch Logs"). The group keeps CloudWatch Logs' default encryption at
+rest; a customer managed KMS key would add a key, its policy and a monthly charge for metadata
+(addresses and ports, no payload) kept a few days.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +41,17 @@ class NetworkArgs:
     nat_gateways: Literal["single", "perAz"]
     cluster_name: str  # the EKS cluster that will use the subnets
     protect: bool  # guard the VPC against deletion and replacement
+    flow_log_retention_days: int | None = None  # None: no flow logs
+
+
+FLOW_LOGS_SERVICE = "vpc-flow-logs.amazonaws.com"
+# What the flow logs service needs to write into an existing log group; the VPC User Guide's list
+# adds logs:CreateLogGroup and logs:DescribeLogGroups, which only matter when it creates the group.
+FLOW_LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams")
+
+
+def flow_log_group_name(cluster_name: str) -> str:
+    return f"/aws/vpc-flow-logs/{cluster_name}"
 
 
 class Network(pulumi.ComponentResource):
@@ -127,6 +146,9 @@ class Network(pulumi.ComponentResource):
             )
             aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=rt.id, opts=child)
 
+        if args.flow_log_retention_days is not None:
+            self._flow_logs(name, vpc, args)
+
         self.vpc_id = vpc.id
         self.public_subnet_ids = [s.id for s in public]
         self.private_subnet_ids = [s.id for s in private]
@@ -137,6 +159,66 @@ class Network(pulumi.ComponentResource):
                 "privateSubnetIds": self.private_subnet_ids,
             }
         )
+
+    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:
+        """Accepted and rejected traffic of the whole VPC, into a log group only this flow log writes."""
+        child = pulumi.ResourceOptions(parent=self)
+        account = aws.get_caller_identity().account_id
+        region = aws.get_region().region
+        partition = aws.get_partition().partition
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            name=flow_log_group_name(args.cluster_name),
+            retention_in_days=args.flow_log_retention_days,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-flow-logs",
+            assume_role_policy=flow_logs_trust_policy(partition, region, account),
+            opts=child,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-flow-logs",
+            role=role.id,
+            policy=group.arn.apply(flow_logs_write_policy),
+            opts=child,
+        )
+        aws.ec2.FlowLog(
+            f"{name}-flow-logs",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            tags={"Name": f"{name}-flow-logs"},
+            # Delivery starts at once; the role must already be allowed to write.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
+
+
+def flow_logs_trust_policy(partition: str, region: str, account: str) -> str:
+    """Only the flow logs service, acting for a flow log of this account and region (confused deputy)."""
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"Service": FLOW_LOGS_SERVICE},
+        "Action": "sts:AssumeRole",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": account},
+            # The flow log's own ID is not known before it exists, and it needs the role to be created.
+            "ArnLike": {"aws:SourceArn": f"arn:{partition}:ec2:{region}:{account}:vpc-flow-log/*"},
+        },
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def flow_logs_write_policy(log_group_arn: str) -> str:
+    """Create and write log streams in one log group: its ARN, and `:*` for its log streams."""
+    statement = {
+        "Effect": "Allow",
+        "Action": list(FLOW_LOG_ACTIONS),
+        "Resource": [log_group_arn, f"{log_group_arn}:*"],
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 def _zones(count: int) -> list[str]:

@@ -218,6 +218,11 @@ def creates_load_balancer(resource_type: str, props: Mapping[str, Any]) -> bool:
     return bool(_load_balancers(resource_type, props))
 
 
+def load_balancers(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """The cloud load balancers the object makes a controller create: (what, internet-facing)."""
+    return [(lb.what, not _is_internal(lb.annotations)) for lb in _load_balancers(resource_type, props)]
+
+
 def load_balancers_have_allow_lists(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """No internet-facing load balancer without a source-range allow-list.
 

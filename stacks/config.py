@@ -46,6 +46,13 @@ def _no_overlaps(cidrs: list[Cidr], what: str) -> None:
                 raise ValueError(f"{what} {a} and {b} overlap")
 
 
+# The retention periods CloudWatch Logs accepts, in days (PutRetentionPolicy, CloudWatch Logs API Reference).
+LOG_RETENTION_DAYS = (
+    *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365),
+    *(400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653),
+)
+
+
 class NetworkConfig(_Model):
     """The VPC (platform eks)."""
 
@@ -54,6 +61,16 @@ class NetworkConfig(_Model):
     nat_gateways: Literal["single", "perAz"] = "single"
     public_subnets: list[Cidr] | None = None
     private_subnets: list[Cidr] | None = None
+    flow_logs: bool = True  # VPC flow logs (accepted and rejected traffic) to CloudWatch Logs
+    flow_log_retention_days: int = 7
+
+    @field_validator("flow_log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
+            raise ValueError(f"must be a retention period CloudWatch Logs accepts, in days: {allowed}")
+        return v
 
     @field_validator("cidr")
     @classmethod
@@ -95,15 +112,48 @@ _ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 _TOO_SMALL_SIZES = ("nano", "micro")
 
 
+# What the nodes must hold (dev defaults, in the phase with the most pods, permissive), and why two
+# t3.medium nodes do. Pod limit under the VPC CNI: ENIs x (IPv4 per ENI - 1) + 2; t3.medium and
+# t3a.medium 3 x (6 - 1) + 2 = 17, t3.large 35. Requests are the charts' and add-ons' defaults.
+#
+#   on every node (DaemonSets)         pods   CPU    memory
+#     aws-node, kube-proxy               2    125m      -
+#     ebs-csi-node, consul-cni           2    105m   195Mi
+#   once in the cluster
+#     consul-server (x serverReplicas)   1    100m   200Mi
+#     connect-injector, webhook-cert-
+#       manager, sync-catalog            3    200m   300Mi
+#     api-gateway                        1    100m   100Mi
+#     LB controller x2 (no requests)     2      -       -
+#     CoreDNS x2                         2    200m   140Mi
+#     EBS CSI controller x2              2    120m   480Mi
+#     demo: api-v1, api-v2, web-v1 (the
+#       sidecars request nothing) + 1
+#       pod a rollout adds               4    200m   128Mi
+#     check Jobs to come (2 at once)     2    100m   128Mi
+#   (the chart's install Jobs finish; completed pods count toward no limit)
+#
+# Two nodes: 17 + 2 x 4 = 25 pods of 2 x 17 = 34; requests 1.48 vCPU of 3.86 allocatable and
+# 1.8 GiB of ~6.6 GiB. t3.medium fits with room for a third service; one node alone (18+ pods)
+# does not, so keep two (a Spot node is replaced before it is drained). Three Consul servers need
+# desiredSize 3 (one server per node). t3.large (35 pods, 8 GiB) costs twice as much for room the
+# demo does not use.
+ON_DEMAND_INSTANCE_TYPES = ("t3.medium",)
+# Spot: several types of the same size (2 vCPU, 4 GiB, 17 pods), more capacity pools to draw from.
+SPOT_INSTANCE_TYPES = ("t3.medium", "t3a.medium")
+
+
 class ClusterConfig(_Model):
     """The EKS cluster (platform eks) or the existing cluster (platform kubernetes)."""
 
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    # Unset: SPOT_INSTANCE_TYPES with capacity type SPOT (_default_instance_types), else these.
     instance_types: list[Annotated[str, Field(pattern=_INSTANCE_TYPE)]] = Field(
-        default_factory=lambda: ["t3.large"], min_length=1
+        default_factory=lambda: list(ON_DEMAND_INSTANCE_TYPES), min_length=1
     )
     min_size: int = Field(default=2, ge=1, le=100)
-    desired_size: int = Field(default=3, ge=1, le=100)
-    max_size: int = Field(default=5, ge=1, le=100)
+    desired_size: int = Field(default=2, ge=1, le=100)
+    max_size: int = Field(default=3, ge=1, le=100)
     admin_role_arns: list[Annotated[str, Field(pattern=_ROLE_ARN)]] = Field(default_factory=list)
     public_access_cidrs: list[Cidr] = Field(default_factory=lambda: [Cidr("0.0.0.0/0")], min_length=1)
     log_types: list[LogType] = Field(default_factory=lambda: ["api", "audit", "authenticator"])
@@ -113,6 +163,14 @@ class ClusterConfig(_Model):
     context: str | None = None
     # platform kubernetes: the nodes Consul servers may run on (the chart places one per node).
     node_count: int = Field(default=1, ge=1, le=5000)  # 5000: the largest cluster Kubernetes supports
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_instance_types(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or {"instanceTypes", "instance_types"} & data.keys():
+            return data
+        spot = data.get("capacityType", data.get("capacity_type")) == "SPOT"
+        return {**data, "instanceTypes": list(SPOT_INSTANCE_TYPES)} if spot else data
 
     @model_validator(mode="after")
     def _sizes(self) -> ClusterConfig:

@@ -83,6 +83,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
             nat_gateways=n.nat_gateways,
             cluster_name=name,
             protect=c.protect,
+            flow_log_retention_days=n.flow_log_retention_days if n.flow_logs else None,
         ),
     )
     cluster = EksCluster(
@@ -94,6 +95,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
             public_subnet_ids=network.public_subnet_ids,
             private_subnet_ids=network.private_subnet_ids,
             instance_types=list(c.instance_types),
+            capacity_type=c.capacity_type,
             min_size=c.min_size,
             desired_size=c.desired_size,
             max_size=c.max_size,

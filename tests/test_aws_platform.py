@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 
 from components.cluster import eks_cluster_name
-from policy.rules import creates_load_balancer
+from policy.rules import creates_load_balancer, iam_action_wildcards
 from stacks import versions
 
 DEPLOYER_ROLE = "arn:aws:iam::123456789012:role/deployer"  # what the mocked session context resolves to
 ADMINS_ROLE = "arn:aws:iam::123456789012:role/platform-admins"
 WIDE = {
-    "network": {"azCount": 3, "natGateways": "perAz"},
+    "network": {"azCount": 3, "natGateways": "perAz", "flowLogRetentionDays": 30},
     "cluster": {
+        "capacityType": "SPOT",
         "instanceTypes": ["m6i.large", "m5.large"],
         "minSize": 3,
         "desiredSize": 4,
@@ -173,6 +174,80 @@ def test_one_shared_nat_gateway_by_default_and_one_per_zone_when_asked(dev, wide
             assert route.inputs["gatewayId"] == "network-igw-id"  # public subnets: the internet gateway
 
 
+def flow_log(run) -> Any:
+    return run.one("aws:ec2/flowLog:FlowLog")
+
+
+def flow_log_role(run) -> Any:
+    arn = flow_log(run).inputs["iamRoleArn"]
+    return next(r for r in run.of_type("aws:iam/role:Role") if arn.endswith(f"/{r.name}"))
+
+
+def test_vpc_flow_logs_send_accepted_and_rejected_traffic_to_a_log_group_kept_as_configured(dev, wide):
+    for run, days in ((dev, 7), (wide, 30)):
+        flow = flow_log(run).inputs
+        group = run.one("aws:cloudwatch/logGroup:LogGroup")
+        assert flow["vpcId"] == "network-vpc-id"  # the whole VPC: every subnet and interface
+        assert flow["trafficType"] == "ALL"
+        assert flow["logDestinationType"] == "cloud-watch-logs"
+        assert flow["logDestination"] == f"arn:aws:mock:us-west-2:123456789012:loggroup/{group.name}"
+        assert group.inputs["retentionInDays"] == days
+        assert group.inputs["name"] == f"/aws/vpc-flow-logs/{cluster(run).inputs['name']}"
+
+
+def test_only_the_flow_logs_service_of_this_account_and_region_may_assume_the_flow_log_role(dev):
+    statement = trust(flow_log_role(dev))
+    assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+        "ArnLike": {"aws:SourceArn": "arn:aws:ec2:us-west-2:123456789012:vpc-flow-log/*"},
+    }
+
+
+def test_the_flow_log_role_may_only_write_log_streams_of_its_own_log_group(dev):
+    role = flow_log_role(dev)
+    group_arn = flow_log(dev).inputs["logDestination"]
+    (policy,) = [p for p in dev.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == f"{role.name}-id"]
+    (statement,) = json.loads(policy.inputs["policy"])["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    assert statement["Resource"] == [group_arn, f"{group_arn}:*"]  # the group and its streams, no other group
+    assert "Condition" not in statement and "NotResource" not in statement
+    assert iam_action_wildcards(policy.type, policy.inputs) == []  # the policy pack's rule
+    assert attached(dev, role) == set()  # no managed policy on top
+    assert dev.depends_on(flow_log(dev), policy)  # allowed to write before delivery starts
+
+
+def test_flow_logs_can_be_turned_off(program):
+    run = program({"network": {"flowLogs": False}})
+    assert run.error is None, run.error
+    for type_ in ("aws:ec2/flowLog:FlowLog", "aws:cloudwatch/logGroup:LogGroup", "aws:iam/rolePolicy:RolePolicy"):
+        assert run.of_type(type_) == []
+    assert not [r for r in run.of_type("aws:iam/role:Role") if "vpc-flow-logs" in r.inputs["assumeRolePolicy"]]
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        (
+            {"network": {"flowLogRetentionDays": 10}},
+            ["network.flowLogRetentionDays", "got 10", "CloudWatch Logs accepts", "1, 3, 5, 7, 14, 30", "3653"],
+        ),
+        ({"network": {"flowLogRetentionDays": 0}}, ["network.flowLogRetentionDays", "got 0", "7, 14"]),
+        ({"network": {"flowLogs": "sometimes"}}, ["network.flowLogs", "'sometimes'", "boolean"]),
+        ({"cluster": {"capacityType": "spot"}}, ["cluster.capacityType", "'spot'", "'ON_DEMAND' or 'SPOT'"]),
+    ],
+)
+def test_a_bad_flow_log_or_capacity_setting_is_one_line_before_any_resource(program, config, words):
+    run = program(config)
+    assert run.error is not None and run.resources == []
+    message = run.error.removeprefix("ConfigError: ")
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
 def test_the_cluster_name_is_the_stack_and_valid_for_eks():
     assert eks_cluster_name("consul-mesh-migration", "dev") == "consul-mesh-migration-dev"
     for stack in ("feature.x", "a" * 120, "_odd"):
@@ -261,12 +336,13 @@ def test_access_entries_make_the_admin_roles_cluster_admins(dev, wide):
 
 
 def test_managed_nodes_in_private_subnets_sized_from_config_with_imdsv2_hop_limit_1(dev, wide):
-    for run, (types, sizes) in (
-        (dev, (["t3.large"], (2, 3, 5))),
-        (wide, (["m6i.large", "m5.large"], (3, 4, 6))),
+    for run, (capacity, types, sizes) in (
+        (dev, ("ON_DEMAND", ["t3.medium"], (2, 2, 3))),
+        (wide, ("SPOT", ["m6i.large", "m5.large"], (3, 4, 6))),
     ):
         nodes = run.one("eks:index:ManagedNodeGroup")
         scaling = nodes.inputs["scalingConfig"]
+        assert nodes.inputs["capacityType"] == capacity
         assert nodes.inputs["instanceTypes"] == types
         assert (scaling["minSize"], scaling["desiredSize"], scaling["maxSize"]) == sizes
         private = {s.name + "-id" for s in subnets(run, "kubernetes.io/role/internal-elb")}
@@ -277,6 +353,14 @@ def test_managed_nodes_in_private_subnets_sized_from_config_with_imdsv2_hop_limi
         assert metadata["httpPutResponseHopLimit"] == 1
         (root,) = template.inputs["blockDeviceMappings"]
         assert root["ebs"]["encrypted"] == "true"
+
+
+def test_spot_nodes_default_to_several_instance_types_of_one_size(program):
+    run = program({"cluster": {"capacityType": "SPOT"}})
+    assert run.error is None, run.error
+    nodes = run.one("eks:index:ManagedNodeGroup").inputs
+    assert nodes["capacityType"] == "SPOT"
+    assert nodes["instanceTypes"] == ["t3.medium", "t3a.medium"]  # 2 vCPU, 4 GiB, 17 pods each
 
 
 def test_the_node_role_has_the_worker_policies_and_nothing_more(dev):

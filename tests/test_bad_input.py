@@ -41,7 +41,7 @@ BAD = [
         {"network": {"publicSubnets": ["10.0.0.0/29", "10.0.0.8/29"]}},
         ["publicSubnets", "10.0.0.0/29", "/16 and /28"],
     ),
-    ({"cluster": {"minSize": 4, "desiredSize": 3}}, ["cluster", "minSize <= desiredSize <= maxSize", "4, 3, 5"]),
+    ({"cluster": {"minSize": 4, "desiredSize": 3}}, ["cluster", "minSize <= desiredSize <= maxSize", "4, 3, 3"]),
     ({"cluster": {"maxSize": 0}}, ["cluster.maxSize", "got 0", "greater than or equal to 1"]),
     ({"cluster": {"instanceTypes": "t3.large"}}, ["cluster.instanceTypes", "'t3.large'", "list"]),
     (
@@ -67,7 +67,7 @@ BAD = [
     ),
     ({"consul": {"serverReplicas": 2}}, ["consul.serverReplicas", "got 2", "odd"]),
     ({"consul": {"serverReplicas": 9}}, ["consul.serverReplicas", "got 9", "less than or equal to 7"]),
-    ({"consul": {"serverReplicas": 5}}, ["consul.serverReplicas 5", "cluster.desiredSize is 3"]),
+    ({"consul": {"serverReplicas": 5}}, ["consul.serverReplicas 5", "cluster.desiredSize is 2"]),
     ({"consul": {"serverReplica": 3}}, ["consul.serverReplica", "did you mean 'serverReplicas'"]),
     ({"consul": {"peering": True}}, ["consul.peering true", "consul.meshGateways true"]),
     (

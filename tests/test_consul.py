@@ -19,7 +19,10 @@ from stacks.versions import CONSUL_CHART, CONSUL_DATAPLANE_IMAGE, CONSUL_IMAGE, 
 
 LOCAL = {"stack": "local"}  # platform kubernetes (kind)
 CRD_GROUPS = ("consul.hashicorp.com", "gateway.networking.k8s.io")
-OPT_INS = {"consul": {"serverReplicas": 3, "meshGateways": True, "peering": True, "demoPrometheus": True}}
+OPT_INS = {
+    "cluster": {"desiredSize": 3},  # one Consul server per node
+    "consul": {"serverReplicas": 3, "meshGateways": True, "peering": True, "demoPrometheus": True},
+}
 
 
 def release(run) -> Any:
