@@ -23,3 +23,8 @@ CONSUL_DATAPLANE_IMAGE = "hashicorp/consul-dataplane:2.0.3"
 
 # Demo services.
 FAKE_SERVICE_IMAGE = "nicholasjackson/fake-service:v0.26.0"
+
+# The Pulumi CLI that `make up`/`preview`/`destroy`/`demo` install into .venv/pulumi when no CLI this new
+# is on PATH (tools/cli.py). Pulumi releases the CLI and the Python SDK together under one version
+# number: keep it equal to the `pulumi` SDK locked in requirements.txt (a test holds that).
+PULUMI_CLI = "3.272.0"
