@@ -112,7 +112,7 @@ def test_the_preview_of_the_dev_stack_is_posted_on_the_pull_request(pr):
 
 def test_the_pulumi_cli_in_ci_matches_the_sdk_the_program_pins(pr):
     ((_, step),) = uses(pr, "pulumi/actions")
-    sdk = re.search(r"^pulumi~=(\d+\.\d+)", (PROJECT_DIR / "requirements.txt").read_text(), re.MULTILINE)
+    sdk = re.search(r"^pulumi(?:~=|==)(\d+\.\d+)", (PROJECT_DIR / "requirements.txt").read_text(), re.MULTILINE)
     assert sdk is not None
     assert str(step["with"]["pulumi-version"]).startswith(sdk.group(1) + ".")
 
