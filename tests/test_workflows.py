@@ -166,7 +166,7 @@ def test_checkouts_leave_no_token_behind_and_scripts_take_no_expressions():
 
 
 def test_the_pulumi_cli_in_ci_matches_the_sdk_the_program_pins():
-    sdk = re.search(r"^pulumi~=(\d+\.\d+)", (PROJECT_DIR / "requirements.txt").read_text(), re.MULTILINE)
+    sdk = re.search(r"^pulumi(?:~=|==)(\d+\.\d+)", (PROJECT_DIR / "requirements.txt").read_text(), re.MULTILINE)
     assert sdk is not None
     found = [step for p in WORKFLOWS for _, step in uses(load(p), "pulumi/actions")]
     assert len(found) >= 6

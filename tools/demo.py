@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,6 +44,7 @@ from pulumi import automation as auto
 from migration.phases import PHASE_NAMES, Phase
 from policy.rules import chart_name, creates_load_balancer
 from stacks.config import PROJECT
+from tools import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "demo-"
@@ -478,8 +478,6 @@ class Demos:
 
 def local_demos(root: Path = ROOT, env: Mapping[str, str] = os.environ) -> Demos:
     """Demos on the Pulumi CLI: state in $PULUMI_BACKEND_URL or <repo>/.pulumi-state."""
-    if shutil.which("pulumi") is None:
-        raise DemoError("the Pulumi CLI is needed: https://www.pulumi.com/docs/install/")
     url = backend_url(env, root)
     if url.startswith("file://"):
         Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
@@ -487,7 +485,11 @@ def local_demos(root: Path = ROOT, env: Mapping[str, str] = os.environ) -> Demos
     passphrase = env.get("PULUMI_CONFIG_PASSPHRASE") or env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     if not url.startswith("https://") and not passphrase:
         raise DemoError(f"{url} encrypts stack secrets with a passphrase: set PULUMI_CONFIG_PASSPHRASE first")
-    workspace = auto.LocalWorkspace(work_dir=str(root), env_vars={"PULUMI_BACKEND_URL": url})
+    try:  # the CLI `make` runs: yours if new enough, else the pinned one in .venv/pulumi (installed if need be)
+        command = cli.pulumi_command()
+    except cli.CliError as e:
+        raise DemoError(str(e)) from e
+    workspace = auto.LocalWorkspace(work_dir=str(root), env_vars={"PULUMI_BACKEND_URL": url}, pulumi_command=command)
 
     def open_stack(name: str, create: bool) -> DemoStack:
         return auto.Stack.create(name, workspace) if create else auto.Stack.select(name, workspace)
