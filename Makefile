@@ -19,13 +19,13 @@ export PATH := $(PATH):$(CURDIR)/$(VENV)/aws-bin
 
 # The stacks are the stack files Pulumi.<name>.yaml; a target that works on one refuses any other name.
 STACKS := $(sort $(patsubst Pulumi.%.yaml,%,$(wildcard Pulumi.*.yaml)))
-ifneq ($(filter up preview destroy plan,$(MAKECMDGOALS)),)
+ifneq ($(filter up preview destroy plan advance,$(MAKECMDGOALS)),)
 ifeq ($(filter $(STACK),$(STACKS)),)
 $(error no stack '$(STACK)' here (no Pulumi.$(STACK).yaml); the stacks are: $(STACKS). A new stack starts as a copy of Pulumi.dev.yaml)
 endif
 endif
 
-.PHONY: help up preview destroy plan demo test lint typecheck unit lint-workflows bench deps lock clean stack cli
+.PHONY: help up preview destroy plan advance demo test lint typecheck unit lint-workflows bench deps lock clean stack cli
 
 help: ## list the targets (what `make` alone does)
 	@echo "usage: make <target> [STACK=<stack>]   stacks: $(STACKS)"
@@ -59,6 +59,9 @@ preview: stack ## `pulumi preview --diff` of STACK
 
 destroy: stack ## `pulumi destroy` of STACK (see the README's Teardown first)
 	$(PULUMI) destroy --stack "$(STACK)"
+
+advance: cli | .pulumi-state ## one verified step of STACK (the planner's next wave); steps back if its postcheck fails
+	$(PY) -m tools.advance --stack "$(STACK)" $(ARGS)
 
 demo: cli | .pulumi-state ## ephemeral demo stacks, e.g. make demo ARGS="create --name alice --like local"
 	$(PY) -m tools.demo $(ARGS)

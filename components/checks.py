@@ -45,6 +45,7 @@ MOUNT = "/checks"
 RUN_AS = 65534  # nobody: the stock image runs as root unless told otherwise
 POD_START_S = 30  # image pull and scheduling, on top of the check's own timeout
 INJECT = "consul.hashicorp.com/connect-inject"
+AFTER = "consul-mesh-migration/after"
 CONSUL_NAMESPACE = "consul"  # where the Mesh entry lives (components/mesh_config.py)
 
 
@@ -151,25 +152,28 @@ class MeshChecks(pulumi.ComponentResource):
         """
         subject = [k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="precheck", namespace=CHECKS_NAMESPACE)]
         grants: list[pulumi.Resource] = []
+        # One ClusterRole holds the rules; a RoleBinding in each service namespace grants them there only.
+        reader = k8s.rbac.v1.ClusterRole(
+            f"{name}-precheck-logs",
+            metadata={"name": "consul-mesh-migration-precheck-logs"},
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["list"]),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/log"], verbs=["get"]),
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate),
+        )
         for ns in sorted({s.namespace for s in args.fleet.services}):
-            role = k8s.rbac.v1.Role(
-                f"{name}-precheck-{ns}",
-                metadata={"name": "mesh-precheck", "namespace": ns},
-                rules=[
-                    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["list"]),
-                    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/log"], verbs=["get"]),
-                ],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, args.namespaces[ns])),
-            )
             grants.append(
                 k8s.rbac.v1.RoleBinding(
                     f"{name}-precheck-{ns}",
                     metadata={"name": "mesh-precheck", "namespace": ns},
                     role_ref=k8s.rbac.v1.RoleRefArgs(
-                        api_group="rbac.authorization.k8s.io", kind="Role", name="mesh-precheck"
+                        api_group="rbac.authorization.k8s.io",
+                        kind="ClusterRole",
+                        name="consul-mesh-migration-precheck-logs",
                     ),
                     subjects=subject,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, role)),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, reader, args.namespaces[ns])),
                 )
             )
         mesh = k8s.rbac.v1.Role(
@@ -212,13 +216,15 @@ class MeshChecks(pulumi.ComponentResource):
         )
         return grants
 
-    def postcheck(self, done: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+    def postcheck(self, done: Sequence[pulumi.CustomResource]) -> k8s.batch.v1.Job:
         """The postcheck, once `done` (every Deployment and config entry of the step, and the gateway
         it sends its requests through) is in place."""
         doc = postcheck_document(self._args.fleet, self._args.target, self._args.settings)
         return self._job("postcheck", pulumi.Output.from_input(doc), [self._script, self.precheck, *done])
 
-    def _job(self, kind: str, doc: pulumi.Output[dict[str, Any]], needs: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+    def _job(
+        self, kind: str, doc: pulumi.Output[dict[str, Any]], needs: Sequence[pulumi.CustomResource]
+    ) -> k8s.batch.v1.Job:
         settings = self._args.settings
         budget = settings.precheck_seconds if kind == "precheck" else settings.postcheck_seconds
         labels = {CHECK_LABEL: kind}
@@ -248,7 +254,13 @@ class MeshChecks(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 namespace=CHECKS_NAMESPACE,
                 labels=labels,
-                annotations={"pulumi.com/replaceUnready": "true"},
+                annotations={
+                    "pulumi.com/replaceUnready": "true",
+                    # What the check waits for, as an input rather than depends_on: the SDK walks the
+                    # graph for every depends_on edge, which a fleet of hundreds of services turns
+                    # into seconds; an input orders the Job just the same.
+                    AFTER: pulumi.Output.all(*[n.id for n in needs]).apply(lambda ids: f"{len(ids)} objects"),
+                },
             ),
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=0,  # a failed check is a verdict, not a flake: the script retries while Envoy settles
@@ -281,7 +293,7 @@ class MeshChecks(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=after(self._gate, *needs, self._accounts[kind]),
+                depends_on=after(self._gate, self._accounts[kind]),
                 retain_on_delete=True,
             ),
         )

@@ -109,6 +109,7 @@ class ApiGateway(pulumi.ComponentResource):
     namespaces: dict[str, k8s.core.v1.Namespace]  # the service namespaces; demo services go into these
     gateway: k8s.apiextensions.CustomResource
     route: k8s.apiextensions.CustomResource
+    objects: list[k8s.apiextensions.CustomResource]
     url: pulumi.Output[str]
 
     def __init__(self, name: str, args: ApiGatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -158,7 +159,7 @@ class ApiGateway(pulumi.ComponentResource):
             parent=self,
             depends_on=[*after_consul, timeout],  # the filter it references exists first
         )
-        custom_resource(
+        intentions = custom_resource(
             f"{name}-intentions",
             ServiceIntentions(
                 destination=IntentionDestination(name=args.service),
@@ -186,4 +187,6 @@ class ApiGateway(pulumi.ComponentResource):
         self.url = service.status.apply(
             lambda st: f"http://{addr}" if (addr := lb_address(st)) else f"http://localhost:8080 after: {forward}"
         )
+        # What a request through the gateway needs in place: the postcheck waits for these.
+        self.objects = [self.gateway, timeout, self.route, intentions]
         self.register_outputs({"url": self.url})

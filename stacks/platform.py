@@ -269,8 +269,8 @@ def _migration(
         *config.intentions.values(),
         *config.service_defaults.values(),
     ]
-    # The step counts only once it has proven itself on the cluster.
-    return [checks.postcheck([*applied, gateway])] if checks else applied
+    # The step counts only once it has proven itself on the cluster, through the gateway too.
+    return [checks.postcheck([*applied, *gateway.objects])] if checks else applied
 
 
 def check_settings(cfg: StackConfig) -> Settings:

@@ -121,15 +121,15 @@ def test_verify_settings_reach_the_checks(program):
 
 def test_only_the_precheck_may_read_the_cluster_and_only_what_it_needs(program):
     run = step(program, "local", "strict")
-    roles = {(r.k8s_namespace, r.kind): r.inputs["rules"] for r in run.resources if r.kind in ("Role", "ClusterRole")}
-    pods_and_logs = [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    ]
+    roles = {
+        (r.k8s_name, r.k8s_namespace): r.inputs["rules"] for r in run.resources if r.kind in ("Role", "ClusterRole")
+    }
     assert roles == {
-        ("api", "Role"): pods_and_logs,
-        ("web", "Role"): pods_and_logs,
-        ("consul", "Role"): [
+        ("consul-mesh-migration-precheck-logs", None): [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        ],
+        ("mesh-precheck", "consul"): [
             {
                 "apiGroups": ["consul.hashicorp.com"],
                 "resources": ["meshes"],
@@ -137,7 +137,15 @@ def test_only_the_precheck_may_read_the_cluster_and_only_what_it_needs(program):
                 "verbs": ["get"],
             }
         ],
-        (None, "ClusterRole"): [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+        ("consul-mesh-migration-precheck", None): [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+    }
+    bindings = {(r.kind, r.k8s_namespace, r.inputs["roleRef"]["name"]) for r in run.resources if "Binding" in r.kind}
+    assert bindings == {
+        # The logs' rules bind per service namespace only: nothing in any other namespace.
+        ("RoleBinding", "api", "consul-mesh-migration-precheck-logs"),
+        ("RoleBinding", "web", "consul-mesh-migration-precheck-logs"),
+        ("RoleBinding", "consul", "mesh-precheck"),
+        ("ClusterRoleBinding", None, "consul-mesh-migration-precheck"),
     }
     subjects = {
         s["name"]

@@ -1,4 +1,4 @@
-"""Users have the dev and local stacks deployed: no refactor may move a resource they already have.
+"""Users have the dev and local stacks deployed: no refactor may move or change what they already have.
 
 A resource's URN is its identity in Pulumi's state: a new type token, name or parent makes
 `pulumi up` delete it and create another (for the VPC or the cluster, a new one). tests/data/urns.json
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from migration.phases import PHASE_NAMES
+from tools.snapshot import differences, fingerprint
 
 HELD = json.loads((Path(__file__).parent / "data" / "urns.json").read_text())
 
@@ -28,3 +29,18 @@ def test_every_resource_a_deployed_stack_has_keeps_its_urn(program, stack, phase
     assert run.error is None, run.error
     missing = sorted(set(HELD[stack][phase]) - {r.urn for r in run.resources})
     assert not missing, f"{len(missing)} URN(s) would be replaced on `pulumi up`:\n" + "\n".join(missing)
+
+
+RECORDED = json.loads((Path(__file__).parent / "data" / "default_output.json").read_text())
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+@pytest.mark.parametrize("phase", PHASE_NAMES)
+def test_the_default_stacks_render_exactly_the_recorded_objects(program, stack, phase):
+    """The fleet model must render every existing stack as before. A deliberate change re-records
+    tests/data/default_output.json (`python -m tools.snapshot --write`) in the same commit."""
+    i = PHASE_NAMES.index(phase)
+    run = program({"phase": phase}, stack=stack, deployed={"phase": PHASE_NAMES[i - 1]} if i else None)
+    assert run.error is None, run.error
+    now = {r.urn: fingerprint(r.inputs) for r in run.resources}
+    assert differences(RECORDED[f"{stack}/{phase}"], now) == []

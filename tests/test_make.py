@@ -34,6 +34,7 @@ TARGETS = [
     "up",
     "preview",
     "destroy",
+    "advance",
     "demo",
     "plan",
     "test",

@@ -35,6 +35,7 @@ from migration.guard import read_deployed
 from migration.phases import Phase
 from migration.plan import plan
 from stacks.config import PROJECT, StackConfig, parse_config
+from tools import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTCHECK = "postcheck"  # the check Job's name carries it, and so does Pulumi's error for it
@@ -180,8 +181,13 @@ def _last_line(text: str) -> str:
 
 
 def open_stack(name: str, root: Path = ROOT, env: Mapping[str, str] = os.environ) -> AdvanceStack:
+    """The stack on the CLI `make` runs (tools/cli.py), state in $PULUMI_BACKEND_URL or <repo>/.pulumi-state."""
     url = env.get("PULUMI_BACKEND_URL") or f"file://{root}/.pulumi-state"
-    workspace = auto.LocalWorkspace(work_dir=str(root), env_vars={"PULUMI_BACKEND_URL": url})
+    try:
+        command = cli.pulumi_command()
+    except cli.CliError as e:
+        raise AdvanceError(str(e)) from e
+    workspace = auto.LocalWorkspace(work_dir=str(root), env_vars={"PULUMI_BACKEND_URL": url}, pulumi_command=command)
     return auto.Stack.select(name, workspace)
 
 

@@ -26,11 +26,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from components.checks import CHECK_LABEL
 from migration.fleet import Fleet
 from migration.phases import Phase
 from migration.plan import config_commands
 from migration.plan import plan as waves_of
 from stacks.config import PROJECT, StackConfig, parse_config
+from tools.cost import summary
 from tools.mockrun import Resource, Run, run_program, stack_config
 
 Evaluate = Callable[..., Run]
@@ -54,6 +56,7 @@ class Step:
     changes: list[Change] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)  # the `pulumi config` commands that select it
     windows: list[str] = field(default_factory=list)  # known windows of this step (the guard's warnings)
+    cost: str = ""  # the first step's: what the stack costs an hour (tools/cost.py)
 
 
 def objects(run: Run) -> dict[str, Resource]:
@@ -103,9 +106,16 @@ def diff(before: Run | None, after: Run) -> list[Change]:
         if urn not in old:
             changes.append(Change("create", *_describe(res), urn=urn))
         elif details := diff_paths(old[urn].inputs, res.inputs):
+            if _is_check(res):  # a new expectation: the Job is replaced, so the check runs again
+                details = ["runs again, with this step's expectation"]
             changes.append(Change("update", *_describe(res), details=tuple(details), urn=urn))
     changes += [Change("delete", *_describe(res), urn=urn) for urn, res in old.items() if urn not in new]
     return changes
+
+
+def _is_check(res: Resource) -> bool:
+    labels = (res.inputs.get("metadata") or {}).get("labels") or {}
+    return res.kind == "Job" and CHECK_LABEL in labels
 
 
 def describe(phases: Mapping[str, Phase]) -> str:
@@ -148,7 +158,7 @@ def plan(stack: str, overrides: Mapping[str, Any] | None = None, evaluate: Evalu
     cfg = parse_config(raw)
     fleet: Fleet = cfg.fleet()
     start = cfg.target()
-    steps = [Step(None, describe(start), diff(None, first))]
+    steps = [Step(None, describe(start), diff(None, first), cost=summary(first))]
     previous, before = first, start
     result = waves_of(fleet, start)
     for target, windows in zip(result.waves, result.windows, strict=True):
@@ -184,6 +194,8 @@ def render(stack: str, steps: list[Step]) -> str:
     for i, step in enumerate(steps, 1):
         lines.append("")
         lines.append(f"step {i}: {step.before or '(empty stack)'} -> {step.after}")
+        if step.cost:
+            lines.append(f"  {step.cost}")
         lines += [f"  config  {c}" for c in step.commands]
         lines += [f"  window  {w}" for w in step.windows]
         if not step.changes:
