@@ -144,14 +144,14 @@ class MeshChecks(pulumi.ComponentResource):
         self.precheck = self._job("precheck", document, [self._script, *grants])
         self.register_outputs({})
 
-    def _precheck_rbac(self, name: str, args: MeshChecksArgs) -> list[pulumi.Resource]:
+    def _precheck_rbac(self, name: str, args: MeshChecksArgs) -> list[pulumi.CustomResource]:
         """Read the sidecar logs of the services' pods, and list pods to name a caller by its address.
 
         Listing pods cluster-wide is what tells a caller in the mesh (which will switch to mTLS) and
         the checks' own probes from a client that would be cut off; nothing else is granted.
         """
         subject = [k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="precheck", namespace=CHECKS_NAMESPACE)]
-        grants: list[pulumi.Resource] = []
+        grants: list[pulumi.CustomResource] = []
         # One ClusterRole holds the rules; a RoleBinding in each service namespace grants them there only.
         reader = k8s.rbac.v1.ClusterRole(
             f"{name}-precheck-logs",
