@@ -34,7 +34,7 @@ import pulumi_kubernetes as k8s
 from checks import expectations, mesh_check
 from checks.expectations import CHECKS_NAMESPACE, SCRIPT, ServiceSpec, Settings
 from migration import checks as model
-from migration.fleet import Fleet, Step
+from migration.fleet import Fleet, Step, describe
 from migration.phases import Phase
 
 from .kubernetes import after
@@ -54,11 +54,6 @@ def specs(fleet: Fleet, target: Mapping[str, Phase]) -> list[ServiceSpec]:
         ServiceSpec(r.name, r.namespace, r.port, r.versions, r.upstreams, r.accepts_plain_text)
         for r in model.running(fleet, target)
     ]
-
-
-def describe(phases: Mapping[str, Phase]) -> str:
-    values = set(phases.values())
-    return next(iter(values)).value if len(values) == 1 else ", ".join(f"{n}={p.value}" for n, p in phases.items())
 
 
 def postcheck_document(fleet: Fleet, target: Mapping[str, Phase], settings: Settings) -> dict[str, Any]:

@@ -355,6 +355,14 @@ def flip_window(fleet: Fleet, name: str, step: Step) -> list[str]:
     ]
 
 
+def describe(phases: Phases) -> str:
+    """`strict` when every service is there, else `api=strict, web=virtual`."""
+    values = set(phases.values())
+    if len(values) == 1:
+        return next(iter(values)).value
+    return ", ".join(f"{n}={p.value}" for n, p in phases.items())
+
+
 def fleet_phase(target: Phases) -> Phase:
     """The fleet's least advanced phase: what the stack reports as `phase`."""
     return min(target.values(), default=DISCOVERY)
@@ -374,6 +382,7 @@ __all__ = [
     "Step",
     "check_graph",
     "check_step",
+    "describe",
     "dialed_directly",
     "dns_callers",
     "fleet_phase",

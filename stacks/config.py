@@ -528,9 +528,14 @@ def raw_config() -> dict[str, Any]:
     """This project's keys from the Pulumi config, with JSON objects and arrays decoded."""
     from pulumi.runtime.config import CONFIG, get_config_env
 
-    merged = {**get_config_env(), **CONFIG.get()}
+    return project_keys({**get_config_env(), **CONFIG.get()})
+
+
+def project_keys(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """This project's keys of a flat `project:key` -> text config (as the CLI, the mock harness and
+    the Automation API give it), with JSON objects and arrays decoded."""
     raw: dict[str, Any] = {}
-    for full_key, value in merged.items():
+    for full_key, value in flat.items():
         namespace, _, key = full_key.partition(":")
         if namespace != PROJECT:
             continue

@@ -30,11 +30,11 @@ from typing import Any, Protocol
 
 from pulumi import automation as auto
 
-from migration.fleet import Fleet
+from migration.fleet import Fleet, describe
 from migration.guard import read_deployed
 from migration.phases import Phase
 from migration.plan import plan
-from stacks.config import PROJECT, StackConfig, parse_config
+from stacks.config import PROJECT, StackConfig, parse_config, project_keys
 from tools import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,22 +59,8 @@ class AdvanceStack(Protocol):
 
 
 def stack_config(values: Mapping[str, auto.ConfigValue]) -> StackConfig:
-    """The project's config as the program reads it (objects and arrays arrive as JSON text)."""
-    raw: dict[str, Any] = {}
-    for key, value in values.items():
-        namespace, _, name = key.partition(":")
-        if namespace != PROJECT:
-            continue
-        text = value.value
-        raw[name] = json.loads(text) if text[:1] in "[{" else (text == "true" if text in ("true", "false") else text)
-    return parse_config(raw)
-
-
-def describe(phases: Mapping[str, Phase]) -> str:
-    values = set(phases.values())
-    if len(values) == 1:
-        return next(iter(values)).value
-    return ", ".join(f"{n}={p.value}" for n, p in phases.items())
+    """The project's config as the program reads it."""
+    return parse_config(project_keys({key: value.value for key, value in values.items()}))
 
 
 @dataclass(frozen=True)

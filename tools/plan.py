@@ -27,11 +27,11 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components.checks import CHECK_LABEL
-from migration.fleet import Fleet
+from migration.fleet import Fleet, describe
 from migration.phases import Phase
 from migration.plan import config_commands
 from migration.plan import plan as waves_of
-from stacks.config import PROJECT, StackConfig, parse_config
+from stacks.config import PROJECT, StackConfig, parse_config, project_keys
 from tools.cost import summary
 from tools.mockrun import Resource, Run, run_program, stack_config
 
@@ -118,13 +118,6 @@ def _is_check(res: Resource) -> bool:
     return res.kind == "Job" and CHECK_LABEL in labels
 
 
-def describe(phases: Mapping[str, Phase]) -> str:
-    values = set(phases.values())
-    if len(values) == 1:
-        return next(iter(values)).value
-    return ", ".join(f"{n}={p.value}" for n, p in phases.items())
-
-
 def selecting(cfg: StackConfig, phases: Mapping[str, Phase]) -> dict[str, Any]:
     """Config overrides that select `phases`: the stack `phase`, and a phase on each service ahead of it."""
     least = min(phases.values())
@@ -152,7 +145,7 @@ def plan(stack: str, overrides: Mapping[str, Any] | None = None, evaluate: Evalu
     evaluate = evaluate or run_program
     base = dict(overrides or {})
     first = evaluate(base, stack=stack)
-    raw = _project_keys(stack_config(stack, base))
+    raw = project_keys(stack_config(stack, base))
     if first.error:
         raise RuntimeError(f"stack {stack}, phase {raw.get('phase', 'discovery')}: {first.error}")
     cfg = parse_config(raw)
@@ -172,18 +165,6 @@ def plan(stack: str, overrides: Mapping[str, Any] | None = None, evaluate: Evalu
         )
         previous, before = run, target
     return steps
-
-
-def _project_keys(flat: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        namespace, _, name = key.partition(":")
-        if namespace == PROJECT:
-            out[name] = json.loads(value) if value[:1] in "[{" else value
-    for key in ("allowPhaseJump",):
-        if isinstance(out.get(key), str):
-            out[key] = out[key] == "true"
-    return out
 
 
 def render(stack: str, steps: list[Step]) -> str:
