@@ -470,6 +470,21 @@ class StackConfig(_Model):
         """Each service's phase: its own `phase`, or the stack's."""
         return {s.name: s.phase or self.phase for s in self.services}
 
+    def selecting(self, phases: Mapping[str, Phase], with_services: bool = False) -> dict[str, Any]:
+        """The config (camelCase keys) that selects `phases`: the stack `phase` is the least advanced
+        service's, and each service ahead of it carries its own `phase`. The services list is given
+        when a service needs its own phase, or when asked (to clear phases a stack file holds)."""
+        least = min(phases.values())
+        if set(phases.values()) == {least} and not with_services:
+            return {"phase": least.value}
+        services = []
+        for s in self.services:
+            entry = s.model_dump(by_alias=True, exclude_none=True, exclude={"phase"})
+            if phases[s.name] != least:
+                entry["phase"] = phases[s.name].value
+            services.append(entry)
+        return {"phase": least.value, "services": services}
+
     def key_of(self, problem: Problem) -> str:
         """The config key a graph problem is about (`services[i].upstreams`, `gateway.service`, ...)."""
         if problem.setting == "gateway":

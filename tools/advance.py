@@ -107,19 +107,11 @@ class Advance:
     confirm: Callable[[str], bool] = field(default=lambda question: input(f"{question} [y/N] ").lower() == "y")
 
     def select(self, cfg: StackConfig, phases: Mapping[str, Phase]) -> None:
-        """Set the stack config so the program selects `phases`: the stack phase is the least advanced."""
-        least = min(phases.values())
-        self.stack.set_config(f"{PROJECT}:phase", auto.ConfigValue(value=least.value))
-        ahead = {n: p for n, p in phases.items() if p != least}
-        current = self.stack.get_all_config()
-        if not ahead and f"{PROJECT}:services" not in current:
-            return
-        services = [s.model_dump(by_alias=True, exclude_none=True) for s in cfg.services]
-        for entry in services:
-            entry.pop("phase", None)
-            if entry["name"] in ahead:
-                entry["phase"] = ahead[entry["name"]].value
-        self.stack.set_config(f"{PROJECT}:services", auto.ConfigValue(value=json.dumps(services)))
+        """Set the stack config so the program selects `phases` (StackConfig.selecting)."""
+        keeps_list = f"{PROJECT}:services" in self.stack.get_all_config()
+        for key, value in cfg.selecting(phases, with_services=keeps_list).items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            self.stack.set_config(f"{PROJECT}:{key}", auto.ConfigValue(value=text))
 
     def run(self) -> Report:
         cfg = stack_config(self.stack.get_all_config())

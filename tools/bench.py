@@ -92,22 +92,11 @@ Measure = Callable[..., tuple[float, int, list[str]]]
 
 
 def planner_seconds() -> float:
-    from migration.fleet import Fleet, Service
     from migration.phases import Phase
     from migration.plan import plan
+    from stacks.config import parse_config
 
-    fleet = Fleet(
-        tuple(
-            Service(
-                str(s["name"]),
-                str(s["name"]),
-                migrates=bool(s.get("migrates")),
-                upstreams=tuple(s.get("upstreams", ())),
-            )  # type: ignore[arg-type]
-            for s in fleet_of_200()
-        ),
-        exposed="gw",
-    )
+    fleet = parse_config(FLEET).fleet()
     start = time.perf_counter()
     plan(fleet, dict.fromkeys(fleet.names, Phase.DISCOVERY))
     return time.perf_counter() - start

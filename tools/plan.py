@@ -28,10 +28,9 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from components.checks import CHECK_LABEL
 from migration.fleet import Fleet, describe
-from migration.phases import Phase
 from migration.plan import config_commands
 from migration.plan import plan as waves_of
-from stacks.config import PROJECT, StackConfig, parse_config, project_keys
+from stacks.config import PROJECT, parse_config, project_keys
 from tools.cost import summary
 from tools.mockrun import Resource, Run, run_program, stack_config
 
@@ -118,24 +117,6 @@ def _is_check(res: Resource) -> bool:
     return res.kind == "Job" and CHECK_LABEL in labels
 
 
-def selecting(cfg: StackConfig, phases: Mapping[str, Phase]) -> dict[str, Any]:
-    """Config overrides that select `phases`: the stack `phase`, and a phase on each service ahead of it."""
-    least = min(phases.values())
-    if set(phases.values()) == {least}:
-        return {"phase": least.value}
-    services = [
-        {
-            **s.model_dump(by_alias=True, exclude_none=True),
-            **({"phase": phases[s.name].value} if phases[s.name] != least else {}),
-        }
-        for s in cfg.services
-    ]
-    for entry in services:
-        if entry.get("phase") and Phase(entry["phase"]) == least:
-            del entry["phase"]
-    return {"phase": least.value, "services": services}
-
-
 def plan(stack: str, overrides: Mapping[str, Any] | None = None, evaluate: Evaluate | None = None) -> list[Step]:
     """One Step per `pulumi up`: the stack at its configured phases, then each wave to hardened.
 
@@ -155,7 +136,7 @@ def plan(stack: str, overrides: Mapping[str, Any] | None = None, evaluate: Evalu
     previous, before = first, start
     result = waves_of(fleet, start)
     for target, windows in zip(result.waves, result.windows, strict=True):
-        run = evaluate({**base, **selecting(cfg, target)}, stack=stack, deployed=previous.outputs)
+        run = evaluate({**base, **cfg.selecting(target)}, stack=stack, deployed=previous.outputs)
         if run.error:
             raise RuntimeError(f"stack {stack}, phase {describe(target)}: {run.error}")
         steps.append(
