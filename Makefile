@@ -66,7 +66,7 @@ advance: cli | .pulumi-state ## one verified step of STACK (the planner's next w
 demo: cli | .pulumi-state ## ephemeral demo stacks, e.g. make demo ARGS="create --name alice --like local"
 	$(PY) -m tools.demo $(ARGS)
 
-plan: $(VENV)/.dev-deps ## the offline rollout plan of STACK, phase by phase, under mocks (no CLI, no cloud)
+plan: $(VENV)/.dev-deps ## the offline rollout plan of STACK: its waves of `pulumi up`s to hardened, under mocks (no CLI, no cloud)
 	$(PY) tools/plan.py --stack "$(STACK)"
 
 # --- testing --------------------------------------------------------------------------------------------
