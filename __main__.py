@@ -2,8 +2,8 @@
 
 import pulumi
 
-from stacks.config import load_config
-from stacks.platform import build
+from program.compose import build
+from program.config import load_config
 
 config = load_config()  # bad config stops here, before any resource is registered
 for name, value in build(config).items():

@@ -1,5 +1,5 @@
 """The checks every `up` runs on the cluster: a precheck before the step's config entries change, and a
-postcheck once every object of the step is in place. Both run checks/mesh_check.py (this project's
+postcheck once every object of the step is in place. Both run meshcheck/mesh_check.py (this project's
 own script, mounted from a ConfigMap) in a Job in the namespace `mesh-checks`, outside the mesh.
 
 - precheck: reads the sidecars' access logs of the services the step tightens (migration/checks.py)
@@ -8,7 +8,7 @@ own script, mounted from a ConfigMap) in a Job in the namespace `mesh-checks`, o
   runs in every `up` (whether a step tightens is known only once the deployed phases are read), and
   says so in one line when there is nothing to read. Every config entry waits for it.
 - postcheck: requests through the API gateway and plain-text probes from outside the mesh
-  (checks/expectations.py). The stack records the step's phases only once it has passed.
+  (meshcheck/expectation.py). The stack records the step's phases only once it has passed.
 
 A check that fails exits non-zero with one line; the Job allows no retry (backoffLimit 0), and the
 container's termination message is that line, which pulumi-kubernetes' Job await reports in the
@@ -31,13 +31,14 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from checks import expectations, mesh_check
-from checks.expectations import CHECKS_NAMESPACE, SCRIPT, ServiceSpec, Settings
+from meshcheck import expectation, mesh_check
+from meshcheck.expectation import CHECKS_NAMESPACE, SCRIPT, ServiceSpec, Settings
 from migration import checks as model
-from migration.fleet import Fleet, Step, describe
-from migration.phases import Phase
+from migration.fleet import Fleet
+from migration.phases import Phase, describe
+from migration.step import Step
 
-from .kubernetes import after
+from .target import after
 
 CHECK_LABEL = "consul-mesh-migration/check"
 SCRIPT_KEY = "mesh_check.py"
@@ -46,7 +47,7 @@ RUN_AS = 65534  # nobody: the stock image runs as root unless told otherwise
 POD_START_S = 30  # image pull and scheduling, on top of the check's own timeout
 INJECT = "consul.hashicorp.com/connect-inject"
 AFTER = "consul-mesh-migration/after"
-CONSUL_NAMESPACE = "consul"  # where the Mesh entry lives (components/mesh_config.py)
+CONSUL_NAMESPACE = "consul"  # where the Mesh entry lives (components/config_entries.py)
 
 
 def specs(fleet: Fleet, target: Mapping[str, Phase]) -> list[ServiceSpec]:
@@ -57,7 +58,7 @@ def specs(fleet: Fleet, target: Mapping[str, Phase]) -> list[ServiceSpec]:
 
 
 def postcheck_document(fleet: Fleet, target: Mapping[str, Phase], settings: Settings) -> dict[str, Any]:
-    doc = expectations.expectation(
+    doc = expectation.expectation(
         specs(fleet, target), exposed=fleet.exposed, phase=describe(target), settings=settings
     )
     return {k: v for k, v in doc.items() if k != "precheck"}
@@ -74,7 +75,7 @@ def precheck_document(fleet: Fleet, target: Mapping[str, Phase], settings: Setti
     doc = {
         "version": mesh_check.SCHEMA_VERSION,
         "phase": describe(target),
-        "precheck": expectations.precheck(
+        "precheck": expectation.precheck(
             services,
             plan.services,
             step,
@@ -95,7 +96,7 @@ class MeshChecksArgs:
     target: Mapping[str, Phase]
     step: pulumi.Output[Step]  # the phase guard's verdict: nothing runs before it passed
     settings: Settings
-    image: str  # the check's image: stock Python, pinned (stacks/versions.py)
+    image: str  # the check's image: stock Python, pinned (program/versions.py)
     namespaces: Mapping[str, k8s.core.v1.Namespace]  # the services' namespaces: the precheck reads logs there
     after: Sequence[pulumi.Resource]  # the platform's readiness and the Consul release
 

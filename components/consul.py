@@ -12,7 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .consul_values import BOOTSTRAP_TOKEN_SECRET, UI_SERVICE, ConsulSettings, chart_values
-from .kubernetes import ClusterTarget
+from .target import ClusterTarget
 
 CHART_REPO = "https://helm.releases.hashicorp.com"
 RELEASE_NAME = "consul"  # a real Helm release: `helm list -n consul` and `consul-k8s status` see it

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import gateway_api as gw
 from .consul import Consul, lb_address
-from .consul_crds import IntentionDestination, IntentionSource, RouteTimeoutFilter, ServiceIntentions
 from .consul_values import LB_SOURCE_RANGES, Platform, Scheme, nlb_annotations
-from .crd import custom_resource
-from .kubernetes import ClusterTarget
+from .crds import custom_resource
+from .crds import gateway_api as gw
+from .crds.consul import IntentionDestination, IntentionSource, RouteTimeoutFilter, ServiceIntentions
+from .target import ClusterTarget
 
 GATEWAY_NAME = "api-gateway"  # also the Consul service name the intentions allow, and the Service's name
 GATEWAY_CLASS = "consul"  # the class the chart installs

@@ -16,12 +16,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from migration import drain
-from migration.fleet import Fleet, Step
+from migration.fleet import Fleet
 from migration.phases import Phase
+from migration.step import Step
 from migration.workloads import Workload, catalog_synced, workloads
 
-from .kubernetes import after
-from .mesh_config import MeshConfig
+from .config_entries import MeshConfig
+from .target import after
 
 INJECT = "consul.hashicorp.com/connect-inject"
 TRANSPARENT_PROXY = "consul.hashicorp.com/transparent-proxy"

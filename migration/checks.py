@@ -1,4 +1,4 @@
-"""What a step's checks expect and look for, from the model: plain data for checks/expectations.py.
+"""What a step's checks expect and look for, from the model: plain data for meshcheck/expectation.py.
 
 - postcheck: every running version of every service, as its display name, and whether the service
   still accepts plain text after the step (outside the mesh, or permissive).
@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .fleet import Fleet, dns_callers, mesh_closed
-from .phases import Phase, refuses_plain_text
+from .fleet import Fleet
+from .phases import Phase, mesh_closed, refuses_plain_text
+from .step import dns_callers
 from .workloads import workloads
 
 

@@ -1,4 +1,4 @@
-"""The Consul config entries a fleet step needs, as plain data; components/mesh_config.py builds them.
+"""The Consul config entries a fleet step needs, as plain data; components/config_entries.py builds them.
 
 - ServiceDefaults per service: protocol http, and for a migrating service the mTLS mode of its
   inbound side. `outside` keeps `permissive` (no mesh instance exists, so it changes nothing), so a
@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .fleet import Fleet, Step, dialed_directly, mesh_closed
-from .phases import Phase, inbound
+from .fleet import Fleet
+from .phases import Phase, inbound, mesh_closed
+from .step import Step, dialed_directly
 
 MutualTLSMode = Literal["permissive", "strict"]
 

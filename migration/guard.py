@@ -1,6 +1,6 @@
 """The guard: each service moves at most one phase per `pulumi up`, from a step that completed.
 
-The stack reads what it deployed through a StackReference to itself (stacks/gate.py) and hands the
+The stack reads what it deployed through a StackReference to itself (program/gate.py) and hands the
 outputs here. What the outputs say, and how far they can be trusted:
 
 - `phases` (service -> phase) is written only once every object of the step is in place, synced

@@ -15,12 +15,13 @@ the start; its phases move its outbound side, and `hardened` drops its exception
 | hardened   | mTLS only, no exceptions     | `<up>.virtual.consul`      |
 
 The one exception is `dialedDirectly`: callers that still dial the pod IPs `.service.consul` returns
-keep reaching a strict service through it (see `fleet.dialed_directly`).
+keep reaching a strict service through it (see `step.dialed_directly`).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Literal
 
 
@@ -69,6 +70,7 @@ DISCOVERY, PERMISSIVE, STRICT, VIRTUAL, HARDENED = _ORDER
 Inbound = Literal["outside", "permissive", "strict", "hardened"]
 Dns = Literal["service", "virtual"]
 Version = Literal["v1", "v2"]
+Phases = Mapping[str, Phase]  # service name -> its phase: what a step deploys or selects
 
 
 def inbound(phase: Phase, migrates: bool) -> Inbound:
@@ -106,3 +108,21 @@ def upstream_dns(phase: Phase, version: Version, migrates: bool) -> Dns:
     if version == "v1":
         return "service"
     return "virtual" if phase >= VIRTUAL or not migrates else "service"
+
+
+def describe(phases: Phases) -> str:
+    """`strict` when every service is there, else `api=strict, web=virtual`."""
+    values = set(phases.values())
+    if len(values) == 1:
+        return next(iter(values)).value
+    return ", ".join(f"{n}={p.value}" for n, p in phases.items())
+
+
+def fleet_phase(target: Phases) -> Phase:
+    """The fleet's least advanced phase: what the stack reports as `phase`."""
+    return min(target.values(), default=DISCOVERY)
+
+
+def mesh_closed(target: Phases) -> bool:
+    """The Mesh entry forbids permissive mode and non-mesh destinations once every service is hardened."""
+    return all(p is HARDENED for p in target.values())

@@ -1,6 +1,6 @@
 """The planner: the fewest `pulumi up`s (waves) that take every service to hardened.
 
-Each wave moves each service at most one phase, and every wave must pass `fleet.check_step`. The
+Each wave moves each service at most one phase, and every wave must pass `step.check_step`. The
 rules only ever ask that some service *has already reached* a phase before another moves, so every
 move has an earliest wave (a longest path over "x at least one wave after y" edges), and moving
 every service as early as it may gives the fewest waves.
@@ -17,8 +17,9 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .fleet import Fleet, Phases, Step, flip_window
-from .phases import HARDENED, PERMISSIVE, STRICT, VIRTUAL, Phase
+from .fleet import Fleet
+from .phases import HARDENED, PERMISSIVE, STRICT, VIRTUAL, Phase, Phases
+from .step import Step, flip_window
 
 Move = tuple[str, Phase]  # service reaches phase
 Edge = tuple[Move, Move]  # (later, earlier): later happens at least one wave after earlier

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .fleet import Fleet, Phases, Service
-from .phases import Dns, Phase, Version, in_mesh, upstream_dns, versions
+from .fleet import Fleet, Service
+from .phases import Dns, Phase, Phases, Version, in_mesh, upstream_dns, versions
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,22 @@
-"""Shared fixtures: `program` evaluates the real Pulumi program under mocks for any config."""
+"""Shared fixtures: `program` evaluates the real Pulumi program under mocks for any config.
+
+ROOT is the repository (what a test reads beside the code: the README, the Makefile, the workflows)
+and DATA the recorded samples and held state under tests/data/.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tools.mockrun import Run, run_program
+from program.offline import Run, run_program
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
 
 _cache: dict[str, Run] = {}
 

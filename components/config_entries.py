@@ -1,0 +1,155 @@
+"""The Consul config entries of one step: ProxyDefaults `global`, Mesh `mesh`, and per service its
+ServiceDefaults and the ServiceIntentions of its callers (what each holds: migration/entries.py).
+
+Where they live. Without Consul Enterprise there is one Consul namespace, so consul-k8s accepts a
+config entry from any Kubernetes namespace; but one entry may come from only one Kubernetes object.
+The cluster-wide ones (ProxyDefaults `global`, Mesh `mesh`: consul-k8s accepts no other names) go
+in Consul's own namespace, which the platform team owns. A service's ServiceDefaults and
+ServiceIntentions go in that service's namespace, beside its Deployments, where its team looks for
+them (`kubectl -n api get servicedefaults,serviceintentions`) and where the gateway component puts
+the intentions of the service it exposes.
+
+Order within a step: a ServiceDefaults waits for the Mesh entry (Consul refuses mutualTLSMode
+permissive unless the Mesh allows it) and for the intentions naming its service as destination
+(strict mTLS must never apply before the callers are allowed). Each entry counts as done once
+consul-k8s has synced it to Consul (`Spec.WAIT_FOR`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from migration import entries
+from migration.fleet import Fleet
+from migration.phases import Phase
+from migration.step import Step
+from migration.workloads import Workload
+
+from .crds import custom_resource
+from .crds.consul import (
+    AccessLogs,
+    IntentionDestination,
+    IntentionSource,
+    Mesh,
+    MeshTransparentProxy,
+    ProxyConfig,
+    ProxyDefaults,
+    ServiceDefaults,
+    ServiceIntentions,
+    ServiceTransparentProxy,
+    Spec,
+)
+from .target import after
+
+
+def proxy_defaults() -> ProxyDefaults:
+    """Every sidecar speaks HTTP (L7 metrics and routing) and writes Envoy access logs to stdout."""
+    return ProxyDefaults(config=ProxyConfig(protocol=entries.PROTOCOL), access_logs=AccessLogs(enabled=True))
+
+
+def mesh(entry: entries.MeshEntry) -> Mesh:
+    return Mesh(
+        allow_enabling_permissive_mutual_tls=entry.allow_enabling_permissive_mutual_tls,
+        transparent_proxy=MeshTransparentProxy(mesh_destinations_only=entry.mesh_destinations_only),
+    )
+
+
+def service_defaults(entry: entries.ServiceDefaultsEntry) -> ServiceDefaults:
+    return ServiceDefaults(
+        protocol="http",
+        mutual_tls_mode=entry.mutual_tls_mode,
+        transparent_proxy=ServiceTransparentProxy(dialed_directly=True) if entry.dialed_directly else None,
+    )
+
+
+def service_intentions(destination: str, allowed: Sequence[entries.Intention]) -> ServiceIntentions:
+    return ServiceIntentions(
+        destination=IntentionDestination(name=destination),
+        sources=[IntentionSource(name=i.source, action="allow", description=i.description) for i in allowed],
+    )
+
+
+@dataclass
+class MeshConfigArgs:
+    fleet: Fleet
+    target: Mapping[str, Phase]  # the phases this step selects
+    # The step, once the phase guard let it through: every entry waits for it, and a
+    # ServiceDefaults' dialedDirectly depends on the phases deployed before it.
+    step: pulumi.Output[Step]
+    global_namespace: str  # Consul's namespace: ProxyDefaults and Mesh
+    namespaces: Mapping[str, k8s.core.v1.Namespace]  # every service's namespace, by name
+    # The platform's readiness and the Consul release (its CRDs and controller).
+    after: Sequence[pulumi.Resource]
+
+
+class MeshConfig(pulumi.ComponentResource):
+    """The step's Consul config entries, in the order Consul needs them.
+
+    The Kubernetes provider comes through `opts` (`providers`), and every child inherits it.
+    """
+
+    fleet: Fleet
+    mesh: k8s.apiextensions.CustomResource
+    proxy_defaults: k8s.apiextensions.CustomResource
+    service_defaults: dict[str, k8s.apiextensions.CustomResource]  # by service
+    intentions: dict[str, k8s.apiextensions.CustomResource]  # by destination service
+
+    def __init__(self, name: str, args: MeshConfigArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        gate = args.step.apply(lambda _: list(args.after))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=gate))
+        super().__init__("consul-mesh-migration:mesh_config:MeshConfig", name, None, opts)
+        fleet = self.fleet = args.fleet
+
+        def entry(
+            key: str,
+            spec: Spec | pulumi.Output[ServiceDefaults],
+            entry_name: str,
+            namespace: str,
+            *first: pulumi.Resource,
+        ) -> k8s.apiextensions.CustomResource:
+            return custom_resource(
+                f"{name}-{key}",
+                spec,
+                kind=ServiceDefaults if isinstance(spec, pulumi.Output) else None,
+                name=entry_name,
+                namespace=namespace,
+                parent=self,
+                depends_on=after(gate, *first),
+            )
+
+        self.mesh = entry("mesh", mesh(entries.mesh(Step(target=args.target))), "mesh", args.global_namespace)
+        self.proxy_defaults = entry("proxy-defaults", proxy_defaults(), "global", args.global_namespace)
+        self.intentions = {}
+        for dest, allowed in entries.intentions(fleet).items():
+            ns = fleet.service(dest).namespace
+            self.intentions[dest] = entry(
+                f"{dest}-intentions", service_intentions(dest, allowed), dest, ns, args.namespaces[ns]
+            )
+        self.service_defaults = {}
+        for s in fleet.services:
+            callers_allowed = [self.intentions[s.name]] if s.name in self.intentions else []
+            spec = args.step.apply(lambda st, n=s.name: service_defaults(entries.service_defaults(fleet, st, n)))
+            self.service_defaults[s.name] = entry(
+                f"{s.name}-defaults",
+                spec,
+                s.name,
+                s.namespace,
+                args.namespaces[s.namespace],
+                self.mesh,
+                *callers_allowed,
+            )
+        self.register_outputs({})
+
+    def needed_by(self, workload: Workload) -> list[pulumi.Resource]:
+        """What a mesh version waits for: its service's ServiceDefaults, the intentions that let it call
+        its upstreams, and the ServiceDefaults of the upstreams it dials through service DNS."""
+        s = workload.service
+        return [
+            self.service_defaults[s.name],
+            *(self.intentions[u] for u in s.upstreams if u in self.intentions),
+            *(self.service_defaults[u] for u in workload.waits_for_upstream_defaults),
+        ]

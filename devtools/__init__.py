@@ -1,0 +1,1 @@
+"""What developers run: `python -m devtools.<tool>` (bench, bench_checks, snapshot)."""

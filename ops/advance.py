@@ -1,0 +1,187 @@
+"""`make advance`: one verified step of the rollout, and a step back when the step's postcheck fails.
+
+    python -m ops.advance [--stack dev] [--yes]
+
+1. Reads the stack's config and the phases it last recorded (`phases`, written only once a step's
+   postcheck passed, so they are the last verified state).
+2. Picks the next step: the planner's next wave (migration/plan.py); for a stack whose services
+   share one phase, that is the next phase.
+3. Sets the config for it, previews, and runs one `pulumi up`, printing Pulumi's progress.
+4. When the `up` fails on its postcheck, sets the config back to the last verified phases and runs
+   `up` again: Pulumi restores that step's objects (deleting what the failed step created), and
+   the guard allows it because it is the recorded step. Then it reports what happened.
+
+Any other failure stops without a step back: the cause may be the cloud, not the step, and a
+second `up` would not help. The logic (class Advance) takes a stack object so tests give it a fake;
+`main` wires the Automation API on the real CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pulumi import automation as auto
+
+from migration.fleet import Fleet
+from migration.guard import read_deployed
+from migration.phases import Phase, describe
+from migration.plan import plan
+from ops import toolchain
+from program.config import PROJECT, StackConfig, parse_config, project_keys
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTCHECK = "postcheck"  # the check Job's name carries it, and so does Pulumi's error for it
+
+
+class AdvanceError(Exception):
+    """The step cannot go ahead; the message says why and what to do."""
+
+
+class AdvanceStack(Protocol):
+    """The part of `pulumi.automation.Stack` the tool uses."""
+
+    @property
+    def name(self) -> str: ...
+    def get_all_config(self) -> Mapping[str, auto.ConfigValue]: ...
+    def set_config(self, key: str, value: auto.ConfigValue, *, path: bool = False) -> None: ...
+    def remove_config(self, key: str, *, path: bool = False) -> None: ...
+    def preview(self, *, on_output: Callable[[str], Any] | None = None) -> object: ...
+    def up(self, *, on_output: Callable[[str], Any] | None = None) -> object: ...
+    def outputs(self) -> Mapping[str, auto.OutputValue]: ...
+
+
+def stack_config(values: Mapping[str, auto.ConfigValue]) -> StackConfig:
+    """The project's config as the program reads it."""
+    return parse_config(project_keys({key: value.value for key, value in values.items()}))
+
+
+@dataclass(frozen=True)
+class Report:
+    before: dict[str, Phase]  # the last verified phases
+    target: dict[str, Phase] | None  # None: nothing left to do
+    outcome: str  # advanced, done, stepped-back, failed, step-back-failed
+    detail: str = ""
+
+    def text(self) -> str:
+        if self.target is None:
+            return f"nothing to advance: every service is at {describe(self.before)}"
+        step = f"{describe(self.before)} -> {describe(self.target)}"
+        return {
+            "advanced": f"advanced: {step}; the postcheck passed and the stack recorded it",
+            "stepped-back": (
+                f"the postcheck failed on {step}:\n  {self.detail}\nstepped back to {describe(self.before)}"
+            ),
+            "step-back-failed": (
+                f"the postcheck failed on {step}:\n  {self.detail}\nand the step back to {describe(self.before)} "
+                "failed too: fix the cause, then run `make up` with those phases"
+            ),
+            "failed": f"the step {step} failed (not on its postcheck; no step back):\n  {self.detail}",
+        }[self.outcome]
+
+
+def postcheck_line(error: str) -> str | None:
+    """The check's own one-line verdict from Pulumi's error for the postcheck Job, if that is what failed."""
+    if POSTCHECK not in error:
+        return None
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    # The script's verdict reaches Pulumi's error as the pod's termination message: "[Error] postcheck ...".
+    verdicts = [m.group(1) for line in lines if (m := re.search(r"\b(postcheck [\w -]*: .*)$", line))]
+    if verdicts:
+        return verdicts[-1]
+    return next((line for line in reversed(lines) if POSTCHECK in line), lines[-1])
+
+
+@dataclass
+class Advance:
+    stack: AdvanceStack
+    say: Callable[[str], Any] = print
+    assume_yes: bool = True
+    confirm: Callable[[str], bool] = field(default=lambda question: input(f"{question} [y/N] ").lower() == "y")
+
+    def select(self, cfg: StackConfig, phases: Mapping[str, Phase]) -> None:
+        """Set the stack config so the program selects `phases` (StackConfig.selecting)."""
+        keeps_list = f"{PROJECT}:services" in self.stack.get_all_config()
+        for key, value in cfg.selecting(phases, with_services=keeps_list).items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            self.stack.set_config(f"{PROJECT}:{key}", auto.ConfigValue(value=text))
+
+    def run(self) -> Report:
+        cfg = stack_config(self.stack.get_all_config())
+        fleet: Fleet = cfg.fleet()
+        outputs = {k: v.value for k, v in self.stack.outputs().items()}
+        deployed = read_deployed(outputs, fleet.names)
+        if deployed.phases is None:
+            raise AdvanceError(f"{self.stack.name} has no recorded phases yet: run `make up` for its first step")
+        if deployed.unfinished_from is not None:
+            raise AdvanceError(
+                f"{self.stack.name}: the last `up` did not finish (Pulumi still has versions to delete); "
+                "run `make up` with the same phases first"
+            )
+        before = {n: deployed.phases.get(n, cfg.target()[n]) for n in fleet.names}
+        waves = plan(fleet, before).waves
+        if not waves:
+            return Report(before, None, "done")
+        target = waves[0]
+        self.say(f"{self.stack.name}: {describe(before)} -> {describe(target)}")
+        self.select(cfg, target)
+        self.say("preview:")
+        self.stack.preview(on_output=self.say)
+        if not self.assume_yes and not self.confirm("run this `pulumi up`?"):
+            self.select(cfg, before)
+            raise AdvanceError("not confirmed; the config is back at the last verified phases")
+        try:
+            self.stack.up(on_output=self.say)
+        except auto.CommandError as e:
+            line = postcheck_line(str(e))
+            if line is None:
+                return Report(before, target, "failed", _last_line(str(e)))
+            self.say(f"postcheck failed: {line}\nstepping back to {describe(before)}")
+            self.select(cfg, before)
+            try:
+                self.stack.up(on_output=self.say)
+            except auto.CommandError as back:
+                return Report(before, target, "step-back-failed", f"{line}\n  step back: {_last_line(str(back))}")
+            return Report(before, target, "stepped-back", line)
+        return Report(before, target, "advanced")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def open_stack(name: str, root: Path = ROOT, env: Mapping[str, str] = os.environ) -> AdvanceStack:
+    """The stack on the CLI `make` runs (ops/toolchain.py), state in $PULUMI_BACKEND_URL or <repo>/.pulumi-state."""
+    url = env.get("PULUMI_BACKEND_URL") or f"file://{root}/.pulumi-state"
+    try:
+        command = toolchain.pulumi_command()
+    except toolchain.CliError as e:
+        raise AdvanceError(str(e)) from e
+    workspace = auto.LocalWorkspace(work_dir=str(root), env_vars={"PULUMI_BACKEND_URL": url}, pulumi_command=command)
+    return auto.Stack.select(name, workspace)
+
+
+def main(argv: Sequence[str] | None = None, opener: Callable[[str], AdvanceStack] = open_stack) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.advance", description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--stack", default="dev")
+    parser.add_argument("--yes", action="store_true", help="run the `up` without asking after the preview")
+    args = parser.parse_args(argv)
+    try:
+        report = Advance(opener(args.stack), assume_yes=args.yes).run()
+    except (AdvanceError, auto.CommandError) as e:
+        print(f"advance: {e}", file=sys.stderr)
+        return 1
+    print(report.text())
+    return 0 if report.outcome in ("advanced", "done") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

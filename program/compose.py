@@ -1,0 +1,286 @@
+"""The composition: which components a stack builds on its platform, and how they are wired.
+
+Order matters and is expressed in the graph: platform -> Consul -> gateway -> migration objects.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pulumi
+
+from components.checks import MeshChecks, MeshChecksArgs
+from components.cluster import EksCluster, EksClusterArgs, eks_cluster_name
+from components.config_entries import MeshConfig, MeshConfigArgs
+from components.consul import Consul, ConsulArgs
+from components.consul_values import ConsulSettings
+from components.dns import ConsulDnsArgs, ConsulDnsForwarding
+from components.gateway import ApiGateway, ApiGatewayArgs
+from components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
+from components.network import Network, NetworkArgs
+from components.services import DemoServices, DemoServicesArgs
+from components.target import ClusterTarget, ExistingCluster, ExistingClusterArgs
+from meshcheck.expectation import Settings
+from migration.step import Step, dialed_directly
+
+from .config import PROJECT, ConfigError, StackConfig
+from .gate import phase_gate
+from .outputs import record, verify
+
+
+def check_environment(cfg: StackConfig) -> None:
+    """Config that can only be checked against this machine; raises before any resource exists."""
+    if (
+        cfg.platform == "kubernetes"
+        and cfg.cluster.kubeconfig
+        and not os.path.exists(os.path.expanduser(cfg.cluster.kubeconfig))
+    ):
+        raise ConfigError(
+            f"config {PROJECT}:cluster.kubeconfig: got {cfg.cluster.kubeconfig!r}; no such file "
+            "(give the path of a kubeconfig, or leave it unset to use $KUBECONFIG or ~/.kube/config)"
+        )
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    """Build every component for `cfg` and return the stack outputs."""
+    check_environment(cfg)
+    outputs: dict[str, Any] = {}
+    gate = phase_gate(cfg)
+    target = _platform(cfg, outputs)
+    consul = _consul(cfg, target, outputs)
+    gateway = _gateway(cfg, target, consul, outputs)
+    applied = _migration(cfg, target, consul, gateway, gate, outputs)
+    record(cfg, gate, applied, outputs)
+    return outputs
+
+
+def _platform(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
+    if cfg.platform == "eks":
+        return _eks(cfg, outputs)
+    existing = ExistingCluster(
+        "cluster", ExistingClusterArgs(kubeconfig=cfg.cluster.kubeconfig, context=cfg.cluster.context)
+    )
+    return existing.target()
+
+
+def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
+    """VPC -> EKS with managed nodes and EBS CSI -> AWS Load Balancer Controller (issue 3).
+
+    The controller waits for the nodes; whatever creates a Service waits for `ready` (the controller
+    and the default StorageClass), so destroy removes load balancers before the controller and the
+    controller before the nodes, the cluster and the VPC.
+    """
+    n, c, v = cfg.network, cfg.cluster, cfg.versions
+    name = eks_cluster_name(pulumi.get_project(), pulumi.get_stack())
+    public, private = n.subnet_cidrs()
+    network = Network(
+        "network",
+        NetworkArgs(
+            cidr=str(n.cidr),
+            public_subnets=[str(s) for s in public],
+            private_subnets=[str(s) for s in private],
+            nat_gateways=n.nat_gateways,
+            cluster_name=name,
+            protect=c.protect,
+            flow_log_retention_days=n.flow_log_retention_days if n.flow_logs else None,
+        ),
+    )
+    cluster = EksCluster(
+        "cluster",
+        EksClusterArgs(
+            cluster_name=name,
+            kubernetes_version=v.kubernetes,
+            vpc_id=network.vpc_id,
+            public_subnet_ids=network.public_subnet_ids,
+            private_subnet_ids=network.private_subnet_ids,
+            instance_types=list(c.instance_types),
+            capacity_type=c.capacity_type,
+            min_size=c.min_size,
+            desired_size=c.desired_size,
+            max_size=c.max_size,
+            admin_role_arns=list(c.admin_role_arns),
+            public_access_cidrs=[str(r) for r in c.public_access_cidrs],
+            log_types=list(c.log_types),
+            service_cidr=str(c.service_cidr),
+            ebs_csi_addon_version=v.ebs_csi_addon,
+            kube_proxy_addon_version=v.kube_proxy_addon,
+            vpc_cni_addon_version=v.vpc_cni_addon,
+            protect=c.protect,
+        ),
+    )
+    controller = LoadBalancerController(
+        "lb-controller",
+        LoadBalancerControllerArgs(
+            provider=cluster.provider,
+            cluster_name=cluster.cluster_name,
+            region=cluster.region,
+            vpc_id=network.vpc_id,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer=cluster.oidc_issuer,
+            chart_version=v.lb_controller_chart,
+            partition=cluster.partition,
+            depends_on=[cluster.node_group],
+        ),
+    )
+    outputs["clusterName"] = cluster.cluster_name
+    outputs["vpcId"] = network.vpc_id
+    outputs["kubeconfig"] = cluster.kubeconfig  # a secret
+    return ClusterTarget(
+        platform="eks",
+        provider=cluster.provider,
+        ready=[controller.release, cluster.default_storage_class],
+        cluster_name=cluster.cluster_name,
+    )
+
+
+def _consul(cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any]) -> Consul:
+    """Consul's Helm release and `.consul` DNS forwarding (issue 4)."""
+    v, c = cfg.versions, cfg.consul
+    consul = Consul(
+        "consul",
+        ConsulArgs(
+            target=target,
+            chart_version=v.consul_chart,
+            settings=ConsulSettings(
+                platform=cfg.platform,
+                datacenter=c.datacenter,
+                server_replicas=c.server_replicas,
+                dns_cluster_ip=str(c.dns_cluster_ip),
+                image=v.consul_image,
+                image_k8s=v.consul_k8s_image,
+                image_dataplane=v.consul_dataplane_image,
+                sync_namespaces=[s.ns for s in cfg.services],
+                ui_exposure=c.ui.exposure,
+                ui_allowed_cidrs=[str(n) for n in c.ui.allowed_cidrs],
+                mesh_gateways=c.mesh_gateways,
+                peering=c.peering,
+                demo_prometheus=c.demo_prometheus,
+            ),
+        ),
+    )
+    ConsulDnsForwarding(
+        "consul-dns",
+        ConsulDnsArgs(
+            platform=cfg.platform,
+            provider=target.provider,
+            consul_dns_ip=str(c.dns_cluster_ip),
+            cluster_name=target.cluster_name,
+            coredns_addon_version=v.coredns_addon,
+            depends_on=target.ready,  # on eks: nodes are up, so the add-on can turn ACTIVE
+        ),
+    )
+    outputs["consulUi"] = consul.ui
+    outputs["bootstrapTokenSecret"] = consul.bootstrap_token_secret
+    return consul
+
+
+def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Consul, outputs: dict[str, Any]) -> ApiGateway:
+    """The Consul API gateway routing to the exposed service (issue 4)."""
+    exposed = cfg.service(cfg.gateway.service)
+    gateway = ApiGateway(
+        "gateway",
+        ApiGatewayArgs(
+            target=target,
+            consul=consul,
+            scheme=cfg.gateway.scheme,
+            allowed_cidrs=[str(n) for n in cfg.gateway.allowed_cidrs],
+            service=exposed.name,
+            service_port=exposed.port,
+            service_namespace=exposed.ns,
+            route_namespaces=[s.ns for s in cfg.services],
+        ),
+    )
+    outputs["gatewayUrl"] = gateway.url
+    return gateway
+
+
+def _migration(
+    cfg: StackConfig,
+    target: ClusterTarget,
+    consul: Consul,
+    gateway: ApiGateway,
+    gate: pulumi.Output[Step],
+    outputs: dict[str, Any],
+) -> list[pulumi.CustomResource]:
+    """Demo services and the step's Consul config entries; every object waits for `gate`.
+
+    Returns the objects that make up the step: its Deployments and config entries.
+    """
+    fleet, phases = cfg.fleet(), cfg.target()
+    step = gate
+    # A refused step fails `gate`, so no migration object is registered and none changes. The
+    # platform's readiness (the LB controller, which must outlive the Services on destroy) and the
+    # Consul release (CRDs, injector, controllers) come first too.
+    first: list[pulumi.Resource] = [*target.ready, consul.release]
+    children = pulumi.ResourceOptions(providers=[target.provider])
+    checks = None
+    if cfg.verify.enabled:
+        checks = MeshChecks(
+            "checks",
+            MeshChecksArgs(
+                fleet=fleet,
+                target=phases,
+                step=step,
+                settings=check_settings(cfg),
+                image=cfg.versions.check_image,
+                namespaces=gateway.namespaces,
+                after=first,
+            ),
+            opts=children,
+        )
+    config = MeshConfig(
+        "mesh-config",
+        MeshConfigArgs(
+            fleet=fleet,
+            target=phases,
+            step=step,
+            global_namespace=consul.namespace,
+            namespaces=gateway.namespaces,
+            # The precheck reads the callers before any entry can tighten what they reach.
+            after=[*first, checks.precheck] if checks else first,
+        ),
+        opts=children,
+    )
+    services = DemoServices(
+        "services",
+        DemoServicesArgs(
+            fleet=fleet,
+            target=phases,
+            step=step,
+            image=cfg.versions.fake_service_image,
+            namespaces=gateway.namespaces,
+            after=first,
+            config=config,
+        ),
+        opts=children,
+    )
+    outputs["verify"] = gateway.url.apply(
+        # on kind the URL comes with a port-forward hint after it
+        lambda url: verify(fleet, phases, url.split()[0], pulumi.get_stack())
+    )
+    outputs["dialedDirectly"] = step.apply(
+        lambda st: sorted(s.name for s in fleet.services if dialed_directly(fleet, st, s.name))
+    )
+    applied: list[pulumi.CustomResource] = [
+        *services.deployments.values(),
+        config.mesh,
+        config.proxy_defaults,
+        *config.intentions.values(),
+        *config.service_defaults.values(),
+    ]
+    # The step counts only once it has proven itself on the cluster, through the gateway too.
+    return [checks.postcheck([*applied, *gateway.objects])] if checks else applied
+
+
+def check_settings(cfg: StackConfig) -> Settings:
+    v = cfg.verify
+    return Settings(
+        requests=v.requests,
+        tolerance=v.tolerance,
+        request_timeout=v.request_seconds,
+        settle_seconds=v.settle_seconds,
+        postcheck_seconds=v.postcheck_seconds,
+        window_seconds=v.precheck_window,
+        precheck_seconds=v.precheck_seconds,
+    )

@@ -1,0 +1,692 @@
+"""Typed stack config: every key, its default and its limits, read once by `load_config`.
+
+Keys are camelCase in Pulumi config (`consul-mesh-migration:consul` = {"serverReplicas": 3}) and
+snake_case here. Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import ipaddress
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from migration.fleet import Fleet, FleetError, Problem, Service, check_graph
+from migration.phases import Phase
+from migration.step import Step, check_step
+
+from . import versions
+
+PROJECT = "consul-mesh-migration"
+
+Cidr = ipaddress.IPv4Network
+_DNS_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+DnsLabel = Annotated[str, Field(pattern=_DNS_LABEL)]
+
+
+class ConfigError(pulumi.RunError):
+    """Bad stack config. A RunError, so Pulumi prints the message without a traceback."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+def _no_overlaps(cidrs: list[Cidr], what: str) -> None:
+    for i, a in enumerate(cidrs):
+        for b in cidrs[i + 1 :]:
+            if a.overlaps(b):
+                raise ValueError(f"{what} {a} and {b} overlap")
+
+
+# The retention periods CloudWatch Logs accepts, in days (PutRetentionPolicy, CloudWatch Logs API Reference).
+LOG_RETENTION_DAYS = (
+    *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365),
+    *(400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653),
+)
+
+
+class NetworkConfig(_Model):
+    """The VPC (platform eks)."""
+
+    cidr: Cidr = Cidr("10.0.0.0/16")
+    az_count: int = Field(default=2, ge=2, le=4)  # one public and one private subnet in each zone
+    nat_gateways: Literal["single", "perAz"] = "single"
+    public_subnets: list[Cidr] | None = None
+    private_subnets: list[Cidr] | None = None
+    flow_logs: bool = True  # VPC flow logs (accepted and rejected traffic) to CloudWatch Logs
+    flow_log_retention_days: int = 7
+
+    @field_validator("flow_log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
+            raise ValueError(f"must be a retention period CloudWatch Logs accepts, in days: {allowed}")
+        return v
+
+    @field_validator("cidr")
+    @classmethod
+    def _vpc_size(cls, v: Cidr) -> Cidr:
+        if not 16 <= v.prefixlen <= 24:
+            raise ValueError(f"VPC CIDR {v} must be between /16 and /24 (an AWS limit)")
+        return v
+
+    @model_validator(mode="after")
+    def _subnets_fit(self) -> NetworkConfig:
+        public, private = self.subnet_cidrs()
+        for label, subnets in (("publicSubnets", public), ("privateSubnets", private)):
+            if len(subnets) != self.az_count:
+                raise ValueError(f"{label} has {len(subnets)} CIDRs; azCount is {self.az_count}, give one per zone")
+            for s in subnets:
+                if not s.subnet_of(self.cidr):
+                    raise ValueError(f"{label} CIDR {s} is outside the VPC CIDR {self.cidr}")
+                if not 16 <= s.prefixlen <= 28:
+                    raise ValueError(f"{label} CIDR {s} must be between /16 and /28 (an AWS subnet limit)")
+        _no_overlaps(public + private, "subnets")
+        return self
+
+    def subnet_cidrs(self) -> tuple[list[Cidr], list[Cidr]]:
+        """Public and private subnet CIDRs: given ones, or the VPC split in eight equal blocks."""
+        if self.cidr.prefixlen > 24:  # rejected by _vpc_size; keeps this total
+            return [], []
+        blocks = list(self.cidr.subnets(prefixlen_diff=3))
+        public = self.public_subnets if self.public_subnets is not None else blocks[: self.az_count]
+        private = self.private_subnets if self.private_subnets is not None else blocks[4 : 4 + self.az_count]
+        return list(public), list(private)
+
+
+LogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+_PRIVATE_RANGES = [Cidr("10.0.0.0/8"), Cidr("172.16.0.0/12"), Cidr("192.168.0.0/16")]
+_INSTANCE_TYPE = r"^[a-z][a-z0-9-]*\.[0-9a-z]+$"
+_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
+# The VPC CNI gives every pod a VPC address; these sizes have 4 (eni-max-pods), all taken by the
+# DaemonSets every node runs (aws-node, kube-proxy, ebs-csi-node, consul-cni).
+_TOO_SMALL_SIZES = ("nano", "micro")
+
+
+# What the nodes must hold (dev defaults, in the phase with the most pods, permissive), and why two
+# t3.medium nodes do. Pod limit under the VPC CNI: ENIs x (IPv4 per ENI - 1) + 2; t3.medium and
+# t3a.medium 3 x (6 - 1) + 2 = 17, t3.large 35. Requests are the charts' and add-ons' defaults.
+#
+#   on every node (DaemonSets)         pods   CPU    memory
+#     aws-node, kube-proxy               2    125m      -
+#     ebs-csi-node, consul-cni           2    105m   195Mi
+#   once in the cluster
+#     consul-server (x serverReplicas)   1    100m   200Mi
+#     connect-injector, webhook-cert-
+#       manager, sync-catalog            3    200m   300Mi
+#     api-gateway                        1    100m   100Mi
+#     LB controller x2 (no requests)     2      -       -
+#     CoreDNS x2                         2    200m   140Mi
+#     EBS CSI controller x2              2    120m   480Mi
+#     demo: api-v1, api-v2, web-v1 (the
+#       sidecars request nothing) + 1
+#       pod a rollout adds               4    200m   128Mi
+#     check Jobs to come (2 at once)     2    100m   128Mi
+#   (the chart's install Jobs finish; completed pods count toward no limit)
+#
+# Two nodes: 17 + 2 x 4 = 25 pods of 2 x 17 = 34; requests 1.48 vCPU of 3.86 allocatable and
+# 1.8 GiB of ~6.6 GiB. t3.medium fits with room for a third service; one node alone (18+ pods)
+# does not, so keep two (a Spot node is replaced before it is drained). Three Consul servers need
+# desiredSize 3 (one server per node). t3.large (35 pods, 8 GiB) costs twice as much for room the
+# demo does not use.
+ON_DEMAND_INSTANCE_TYPES = ("t3.medium",)
+# Spot: several types of the same size (2 vCPU, 4 GiB, 17 pods), more capacity pools to draw from.
+SPOT_INSTANCE_TYPES = ("t3.medium", "t3a.medium")
+
+
+class ClusterConfig(_Model):
+    """The EKS cluster (platform eks) or the existing cluster (platform kubernetes)."""
+
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    # Unset: SPOT_INSTANCE_TYPES with capacity type SPOT (_default_instance_types), else these.
+    instance_types: list[Annotated[str, Field(pattern=_INSTANCE_TYPE)]] = Field(
+        default_factory=lambda: list(ON_DEMAND_INSTANCE_TYPES), min_length=1
+    )
+    min_size: int = Field(default=2, ge=1, le=100)
+    desired_size: int = Field(default=2, ge=1, le=100)
+    max_size: int = Field(default=3, ge=1, le=100)
+    admin_role_arns: list[Annotated[str, Field(pattern=_ROLE_ARN)]] = Field(default_factory=list)
+    public_access_cidrs: list[Cidr] = Field(default_factory=lambda: [Cidr("0.0.0.0/0")], min_length=1)
+    log_types: list[LogType] = Field(default_factory=lambda: ["api", "audit", "authenticator"])
+    service_cidr: Cidr = Cidr("172.20.0.0/16")
+    protect: bool = True
+    kubeconfig: str | None = None
+    context: str | None = None
+    # platform kubernetes: the nodes Consul servers may run on (the chart places one per node).
+    node_count: int = Field(default=1, ge=1, le=5000)  # 5000: the largest cluster Kubernetes supports
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_instance_types(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or {"instanceTypes", "instance_types"} & data.keys():
+            return data
+        spot = data.get("capacityType", data.get("capacity_type")) == "SPOT"
+        return {**data, "instanceTypes": list(SPOT_INSTANCE_TYPES)} if spot else data
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ClusterConfig:
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(
+                f"node counts must satisfy minSize <= desiredSize <= maxSize; got {self.min_size}, "
+                f"{self.desired_size}, {self.max_size}"
+            )
+        return self
+
+    @field_validator("instance_types")
+    @classmethod
+    def _room_for_pods(cls, v: list[str]) -> list[str]:
+        small = [t for t in v if t.rsplit(".", 1)[-1] in _TOO_SMALL_SIZES]
+        if small:
+            raise ValueError(
+                f"{', '.join(small)} runs at most 4 pods, all taken by the node's DaemonSets; "
+                "allowed: small or larger sizes, such as t3.large"
+            )
+        return v
+
+    @field_validator("admin_role_arns")
+    @classmethod
+    def _one_entry_per_role(cls, v: list[str]) -> list[str]:
+        dupes = sorted({a for a in v if v.count(a) > 1})
+        if dupes:  # EKS takes one access entry per principal (ResourceInUseException)
+            raise ValueError(f"{', '.join(dupes)} is listed twice; list each role once")
+        return v
+
+    @field_validator("service_cidr")
+    @classmethod
+    def _service_range(cls, v: Cidr) -> Cidr:
+        if not (12 <= v.prefixlen <= 24 and any(v.subnet_of(r) for r in _PRIVATE_RANGES)):
+            raise ValueError(f"serviceCidr {v} must be a /12 to /24 inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+        return v
+
+
+class UiConfig(_Model):
+    """How the Consul UI is reached: ClusterIP (port-forward) unless asked otherwise."""
+
+    exposure: Literal["clusterIP", "internal", "public"] = "clusterIP"
+    allowed_cidrs: list[Cidr] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _public_needs_allow_list(self) -> UiConfig:
+        if self.exposure == "public":
+            if not self.allowed_cidrs:
+                raise ValueError("exposure 'public' needs allowedCidrs: the CIDRs that may reach the UI")
+            if any(c.prefixlen == 0 for c in self.allowed_cidrs):
+                raise ValueError("exposure 'public' with 0.0.0.0/0 opens the UI to the internet; list your CIDRs")
+        return self
+
+
+class ConsulConfig(_Model):
+    datacenter: DnsLabel = "dc1"
+    server_replicas: int = Field(default=1, ge=1, le=7)
+    dns_cluster_ip: ipaddress.IPv4Address = ipaddress.IPv4Address("172.20.0.53")
+    ui: UiConfig = Field(default_factory=lambda: UiConfig())
+    mesh_gateways: bool = False
+    peering: bool = False
+    demo_prometheus: bool = False
+
+    @field_validator("server_replicas")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("must be odd (1, 3, 5 or 7) so the Raft quorum survives a failure")
+        return v
+
+    @model_validator(mode="after")
+    def _peering_needs_mesh_gateways(self) -> ConsulConfig:
+        # The chart fails otherwise: "setting global.peering.enabled to true requires meshGateway.enabled".
+        if self.peering and not self.mesh_gateways:
+            raise ValueError("consul.peering true needs consul.meshGateways true: peered traffic goes through them")
+        return self
+
+
+class GatewayConfig(_Model):
+    scheme: Literal["internet-facing", "internal"] = "internet-facing"
+    allowed_cidrs: list[Cidr] = Field(default_factory=lambda: [Cidr("0.0.0.0/0")], min_length=1)
+    service: DnsLabel = "web"
+
+
+# Ports consul-k8s v2.0.3 takes on a meshed pod with one service (control-plane/connect-inject:
+# constants/constants.go, webhook/consul_dataplane_sidecar.go, webhook/mesh_webhook.go, the iptables
+# rules of webhook/redirect_traffic.go, the chart's connectInject.metrics): a service listening on one
+# of them collides with its sidecar.
+MESH_RESERVED_PORTS = {
+    8600: "consul-dataplane's DNS proxy",
+    15001: "the transparent proxy's outbound listener",
+    19000: "Envoy's admin listener",
+    20000: "the sidecar's inbound listener",
+    20200: "Envoy's Prometheus listener",
+    20300: "the liveness probe Envoy exposes",
+    20400: "the readiness probe Envoy exposes",
+    20500: "the startup probe Envoy exposes",
+    20600: "consul-dataplane's graceful-shutdown listener",
+    21000: "the sidecar's health check listener",
+}
+# Names Consul already uses: its own servers' service (consul.service.consul) and the API gateway's.
+RESERVED_SERVICE_NAMES = {
+    "consul": "the name of Consul's own service (consul.service.consul)",
+    "api-gateway": "the name of the API gateway's service in Consul",  # components.gateway.GATEWAY_NAME
+}
+# The program creates each service's namespace (and deletes it on destroy), so it must be new; and
+# catalog sync skips consul, kube-system and kube-public.
+_TAKEN_NAMESPACES = {
+    "consul": "Consul's own",
+    "default": "Kubernetes' own (it exists already)",
+}
+
+
+class ServiceConfig(_Model):
+    """One demo service. `migrates`: starts outside the mesh (v1) and moves in (v2).
+
+    `phase` overrides the stack's `phase` for this service alone (a fleet migrates service by service).
+    """
+
+    name: DnsLabel
+    namespace: DnsLabel | None = None
+    port: int = Field(default=9091, ge=1024, le=65535)
+    migrates: bool = False
+    upstreams: list[DnsLabel] = Field(default_factory=list)
+    replicas: int = Field(default=1, ge=1, le=10)
+    phase: Phase | None = None
+
+    @field_validator("port")
+    @classmethod
+    def _not_the_sidecars(cls, v: int) -> int:
+        if v in MESH_RESERVED_PORTS:
+            taken = ", ".join(str(p) for p in sorted(MESH_RESERVED_PORTS))
+            raise ValueError(f"taken on a meshed pod by {MESH_RESERVED_PORTS[v]}; allowed: 1024-65535 except {taken}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _not_consuls(cls, v: str) -> str:
+        if v in RESERVED_SERVICE_NAMES:
+            raise ValueError(f"{RESERVED_SERVICE_NAMES[v]}; allowed: any other DNS label")
+        return v
+
+    @model_validator(mode="after")
+    def _own_namespace(self) -> ServiceConfig:
+        ns = self.ns
+        whose = _TAKEN_NAMESPACES.get(ns) or ("reserved for Kubernetes" if ns.startswith("kube-") else None)
+        if whose:
+            source = "namespace" if self.namespace else "namespace (from the name)"
+            raise ValueError(
+                f"{source} {ns!r} is {whose}; allowed: a new namespace, not {', '.join(_TAKEN_NAMESPACES)} or kube-*"
+            )
+        return self
+
+    @property
+    def ns(self) -> str:
+        return self.namespace or self.name
+
+    def model(self) -> Service:
+        return Service(self.name, self.ns, self.port, self.migrates, tuple(self.upstreams), self.replicas)
+
+
+def _default_services() -> list[ServiceConfig]:
+    return [ServiceConfig(name="api", migrates=True), ServiceConfig(name="web", upstreams=["api"])]
+
+
+_SEMVER = r"^\d+\.\d+\.\d+$"
+# An image reference (distribution/reference grammar): [registry[:port]/]path[:tag][@sha256:digest],
+# pinned by a tag, a digest or both.
+# A first component is a registry only with a dot, a port or as localhost; otherwise it is the path.
+_HOST_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_IMAGE_HOST = rf"(?:(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})+|localhost)(?::\d+)?/|{_HOST_LABEL}:\d+/)?"
+_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_DIGEST = r"@sha256:[0-9a-f]{64}"
+_IMAGE = rf"^{_IMAGE_HOST}{_IMAGE_PATH}(?::\w[\w.-]{{0,127}}(?:{_DIGEST})?|{_DIGEST})$"
+_ADDON = r"^v\d+\.\d+\.\d+-eksbuild\.\d+$"
+_K8S_MINOR = r"^1\.\d{2}$"
+
+
+class VersionsConfig(_Model):
+    kubernetes: Annotated[str, Field(pattern=_K8S_MINOR)] = versions.KUBERNETES
+    ebs_csi_addon: Annotated[str, Field(pattern=_ADDON)] = versions.EBS_CSI_ADDON
+    coredns_addon: Annotated[str, Field(pattern=_ADDON)] = versions.COREDNS_ADDON
+    kube_proxy_addon: Annotated[str, Field(pattern=_ADDON)] = versions.KUBE_PROXY_ADDON
+    vpc_cni_addon: Annotated[str, Field(pattern=_ADDON)] = versions.VPC_CNI_ADDON
+    lb_controller_chart: Annotated[str, Field(pattern=_SEMVER)] = versions.LB_CONTROLLER_CHART
+    consul_chart: Annotated[str, Field(pattern=_SEMVER)] = versions.CONSUL_CHART
+    consul_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CONSUL_IMAGE
+    consul_k8s_image: Annotated[str, Field(pattern=_IMAGE, alias="consulK8sImage")] = versions.CONSUL_K8S_IMAGE
+    consul_dataplane_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CONSUL_DATAPLANE_IMAGE
+    fake_service_image: Annotated[str, Field(pattern=_IMAGE)] = versions.FAKE_SERVICE_IMAGE
+    check_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CHECK_IMAGE
+
+    @field_validator("consul_image", "consul_k8s_image", "consul_dataplane_image", "fake_service_image", "check_image")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        if v.endswith(":latest"):  # with a digest after it, the digest pins the image
+            raise ValueError("the tag 'latest' is not a pin; name a released version or add its @sha256 digest")
+        return v
+
+
+class VerifyConfig(_Model):
+    """The checks every `up` runs on the cluster (components/checks.py); defaults keep them within 60 s."""
+
+    enabled: bool = True
+    requests: int = Field(default=20, ge=1, le=500)  # through the API gateway
+    tolerance: float = Field(default=0.4, ge=0, lt=1)  # each of k versions: at least 1/k - tolerance
+    precheck_window: int = Field(default=900, ge=60, le=86400)  # seconds of sidecar logs the precheck reads
+    request_seconds: float = Field(default=5, gt=0, le=60)
+    settle_seconds: float = Field(default=15, ge=0, le=300)  # retry a failed round while Envoy settles
+    postcheck_seconds: float = Field(default=30, gt=0, le=600)
+    precheck_seconds: float = Field(default=10, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _fits(self) -> VerifyConfig:
+        if self.settle_seconds + self.request_seconds > self.postcheck_seconds:
+            raise ValueError(
+                f"settleSeconds {self.settle_seconds:g} + requestSeconds {self.request_seconds:g} must fit in "
+                f"postcheckSeconds {self.postcheck_seconds:g}"
+            )
+        return self
+
+
+class StackConfig(_Model):
+    phase: Phase = Phase.DISCOVERY
+    platform: Literal["eks", "kubernetes"] = "eks"
+    allow_phase_jump: bool = False
+    network: NetworkConfig = Field(default_factory=lambda: NetworkConfig())
+    cluster: ClusterConfig = Field(default_factory=lambda: ClusterConfig())
+    consul: ConsulConfig = Field(default_factory=lambda: ConsulConfig())
+    gateway: GatewayConfig = Field(default_factory=lambda: GatewayConfig())
+    services: list[ServiceConfig] = Field(default_factory=_default_services, min_length=1)
+    versions: VersionsConfig = Field(default_factory=lambda: VersionsConfig())
+    verify: VerifyConfig = Field(default_factory=lambda: VerifyConfig())
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackConfig:
+        fleet = self.fleet()
+        try:
+            check_graph(fleet)
+        except FleetError as e:
+            raise ConfigError(self.describe(e)) from None
+        try:
+            # What the target phases alone forbid; what a step from the deployed phases forbids is
+            # checked by the phase gate, once those are known.
+            check_step(fleet, Step(target=self.target()))
+        except FleetError as e:
+            raise ConfigError(self.describe(e, by_phase=True)) from None
+        if self.consul.dns_cluster_ip not in self.cluster.service_cidr:
+            raise ValueError(
+                f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is outside "
+                f"cluster.serviceCidr {self.cluster.service_cidr}"
+            )
+        cidr = self.cluster.service_cidr
+        taken = _taken_cluster_ip(self.consul.dns_cluster_ip, cidr)
+        if taken:
+            raise ValueError(
+                f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is {taken} in cluster.serviceCidr {cidr}; "
+                f"allowed: another free address in it, such as {cidr[53]}"
+            )
+        if self.platform == "kubernetes" and self.consul.server_replicas > self.cluster.node_count:
+            # The chart's server affinity is a required anti-affinity per node: extra servers never schedule.
+            raise ValueError(
+                f"consul.serverReplicas {self.consul.server_replicas} needs as many nodes (one server per node); "
+                f"cluster.nodeCount is {self.cluster.node_count}: set it to the nodes of your cluster"
+            )
+        if self.platform == "eks" and "node_count" in self.cluster.model_fields_set:
+            raise ValueError(
+                f"cluster.nodeCount {self.cluster.node_count} is for platform kubernetes; on eks the node group "
+                f"size is cluster.desiredSize ({self.cluster.desired_size})"
+            )
+        if self.platform == "eks":
+            if self.cluster.service_cidr.overlaps(self.network.cidr):
+                raise ValueError(
+                    f"cluster.serviceCidr {self.cluster.service_cidr} overlaps network.cidr {self.network.cidr}"
+                )
+            proxy_minor = re.sub(r"^v(\d+\.\d+)\..*$", r"\1", self.versions.kube_proxy_addon)
+            if proxy_minor != self.versions.kubernetes:  # EKS refuses the add-on for another minor
+                raise ValueError(
+                    f"versions.kubeProxyAddon {self.versions.kube_proxy_addon} is kube-proxy for Kubernetes "
+                    f"{proxy_minor}, but versions.kubernetes is {self.versions.kubernetes}; allowed: a "
+                    f"v{self.versions.kubernetes}.x-eksbuild.N build (aws eks describe-addon-versions "
+                    f"--kubernetes-version {self.versions.kubernetes} --addon-name kube-proxy)"
+                )
+            if self.consul.server_replicas > self.cluster.desired_size:
+                raise ValueError(
+                    f"consul.serverReplicas {self.consul.server_replicas} needs as many nodes (one server per "
+                    f"node); cluster.desiredSize is {self.cluster.desired_size}"
+                )
+        return self
+
+    def service(self, name: str) -> ServiceConfig:
+        return next(s for s in self.services if s.name == name)
+
+    def fleet(self) -> Fleet:
+        return Fleet(tuple(s.model() for s in self.services), exposed=self.gateway.service)
+
+    def target(self) -> dict[str, Phase]:
+        """Each service's phase: its own `phase`, or the stack's."""
+        return {s.name: s.phase or self.phase for s in self.services}
+
+    def selecting(self, phases: Mapping[str, Phase], with_services: bool = False) -> dict[str, Any]:
+        """The config (camelCase keys) that selects `phases`: the stack `phase` is the least advanced
+        service's, and each service ahead of it carries its own `phase`. The services list is given
+        when a service needs its own phase, or when asked (to clear phases a stack file holds)."""
+        least = min(phases.values())
+        if set(phases.values()) == {least} and not with_services:
+            return {"phase": least.value}
+        services = []
+        for s in self.services:
+            entry = s.model_dump(by_alias=True, exclude_none=True, exclude={"phase"})
+            if phases[s.name] != least:
+                entry["phase"] = phases[s.name].value
+            services.append(entry)
+        return {"phase": least.value, "services": services}
+
+    def key_of(self, problem: Problem) -> str:
+        """The config key a graph problem is about (`services[i].upstreams`, `gateway.service`, ...)."""
+        if problem.setting == "gateway":
+            return "gateway.service"
+        index = next((i for i, s in enumerate(self.services) if s.name == problem.service), None)
+        if index is None:
+            return "services"
+        return f"services[{index}].{problem.setting}" if problem.setting else f"services[{index}]"
+
+    def phase_key(self, service: str | None) -> str:
+        """Where `service`'s phase comes from: its own `services[i].phase`, or the stack's `phase`."""
+        own = next((i for i, s in enumerate(self.services) if s.name == service and s.phase), None)
+        return "phase" if own is None else f"services[{own}].phase"
+
+    def describe(self, error: FleetError, by_phase: bool = False) -> str:
+        """One line per problem, each under the config key the user changes to fix it: the service's
+        phase key for a step problem, the graph key for a graph problem."""
+        return "\n".join(
+            f"config {PROJECT}:{self.phase_key(p.service) if by_phase else self.key_of(p)}: {p.text}"
+            for p in error.problems
+        )
+
+
+def _others(names: list[str], own: str) -> str:
+    return ", ".join(n for n in names if n != own) or "(none)"
+
+
+def _taken_cluster_ip(ip: ipaddress.IPv4Address, cidr: Cidr) -> str | None:
+    """What already holds `ip` in a Service range, by the conventions EKS, kubeadm and kind follow."""
+    taken = {
+        cidr.network_address: "the network address",
+        cidr[1]: "the first address, the `kubernetes` API Service's",
+        cidr[10]: "the 10th address, the cluster DNS Service's (kube-dns)",
+        cidr.broadcast_address: "the broadcast address",
+    }
+    return taken.get(ip)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+_KEYS = {field.alias or name: name for name, field in StackConfig.model_fields.items()}
+
+
+def parse_config(raw: Mapping[str, Any]) -> StackConfig:
+    """Validate raw config (camelCase keys without the project prefix) or raise ConfigError."""
+    unknown = [k for k in raw if k not in _KEYS]
+    if unknown:
+        raise ConfigError("\n".join(_without_path(k, raw[k]) or _unknown_key(k, list(_KEYS), "") for k in unknown))
+    try:
+        return StackConfig.model_validate(dict(raw))
+    except ValidationError as e:
+        raise ConfigError("\n".join(_describe(err, raw) for err in e.errors())) from None
+
+
+def raw_config() -> dict[str, Any]:
+    """This project's keys from the Pulumi config, with JSON objects and arrays decoded."""
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    return project_keys({**get_config_env(), **CONFIG.get()})
+
+
+def project_keys(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """This project's keys of a flat `project:key` -> text config (as the CLI, the mock harness and
+    the Automation API give it), with JSON objects and arrays decoded."""
+    raw: dict[str, Any] = {}
+    for full_key, value in flat.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != PROJECT:
+            continue
+        raw[key] = value
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                raw[key] = json.loads(value)
+            except ValueError:
+                raise ConfigError(f"config {PROJECT}:{key}: not valid JSON: {value[:60]!r}") from None
+    return raw
+
+
+def load_config() -> StackConfig:
+    """Read and validate the stack config once; called before any resource is registered."""
+    return parse_config(raw_config())
+
+
+def _without_path(key: str, value: Any) -> str | None:
+    """A nested key set without --path arrives as a top-level key with a dot (or [) in its name."""
+    top = re.split(r"[.\[]", key, maxsplit=1)[0]
+    if top == key or top not in _KEYS:
+        return None
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return (
+        f"config {PROJECT}:{key}: set without --path, so it is a top-level key named {key!r}; run "
+        f"`pulumi config rm {shlex.quote(key)}` and `pulumi config set --path {shlex.quote(key)} {shlex.quote(shown)}`"
+    )
+
+
+def _did_you_mean(value: str, choices: list[str]) -> str:
+    """' (did you mean 'x'?)' for a wrong case (STRICT) or a near miss (permisive); '' otherwise."""
+    same = [c for c in choices if c.lower() == value.lower()]
+    close = same or difflib.get_close_matches(value, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_key(key: str, allowed: list[str], prefix: str) -> str:
+    hint = _did_you_mean(key, allowed)
+    return f"config {PROJECT}:{prefix}{key}: unknown key{hint}; allowed: {', '.join(sorted(allowed))}"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that holds the last element of `loc` (None for a list or a scalar)."""
+    model: Any = StackConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = _field(model, part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        model = next((a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)), annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _field(model: Any, key: str) -> Any:
+    """The field a config key names: by its camelCase alias or its Python name."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return next((f for n, f in model.model_fields.items() if key in (n, f.alias)), None)
+
+
+def _pattern_of(loc: tuple[int | str, ...]) -> str | None:
+    field = _field(_model_at(loc), str(loc[-1])) if loc and isinstance(loc[-1], str) else None
+    return next((m.pattern for m in getattr(field, "metadata", ()) if getattr(m, "pattern", None)), None)
+
+
+def _as_string(value: float, pattern: str | None) -> str:
+    """A YAML number as the string it was meant to be: 1.3 was written 1.30 when a minor needs two digits."""
+    candidates = [str(value), *([f"{value:.2f}"] if isinstance(value, float) else [])]
+    return next((c for c in candidates if pattern and re.fullmatch(pattern, c)), candidates[0])
+
+
+def _describe(err: Any, raw: Mapping[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    # A model validator reports on its whole object; its message names the keys and values itself.
+    if err["type"] == "value_error" and isinstance(err.get("input"), dict):
+        where = f"{PROJECT}:{_dotted(loc)}" if loc else PROJECT
+        return f"config {where}: {_msg(err)}"
+    key = _dotted(loc)
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        allowed = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
+        parent = _dotted(loc[:-1])
+        return _unknown_key(str(loc[-1]), allowed, f"{parent}." if parent else "")
+    if err["type"] == "model_type":
+        model = _model_at((*loc, ""))
+        keys = ", ".join(sorted(f.alias or n for n, f in model.model_fields.items())) if model else ""
+        return f"config {PROJECT}:{key}: got {err.get('input')!r}; must be an object with keys among: {keys}"
+    value = err.get("input")
+    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+    if err["type"] == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        # YAML reads an unquoted 1.35 as a number (and 1.30 as 1.3).
+        return f'config {PROJECT}:{key}: got {shown}, a number; quote it: "{_as_string(value, _pattern_of(loc))}"'
+    text = f"config {PROJECT}:{key}: got {shown}; {_msg(err)}"
+    choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+    if choices and isinstance(value, str):
+        text += _did_you_mean(value, choices)
+    elif err["type"] == "string_pattern_mismatch" and isinstance(value, str):
+        if value != value.lower() and re.fullmatch(err["ctx"]["pattern"], value.lower()):
+            text += f" (did you mean {value.lower()!r}?)"
+    elif err["type"] == "ip_v4_network" and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            text += f" (host bits set; did you mean '{ipaddress.IPv4Network(value, strict=False)}'?)"
+    return text
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_PATTERN_NAMES = {
+    _SEMVER: "a release version such as 1.2.3",
+    _IMAGE: (
+        "an image pinned by tag or digest, such as repo/name:1.2.3, registry.example.com:5000/name:1.2.3 "
+        "or repo/name@sha256:<64 hex digits>"
+    ),
+    _ADDON: "an EKS add-on build such as v1.2.3-eksbuild.1",
+    _K8S_MINOR: 'a Kubernetes minor version such as "1.35"',
+    _DNS_LABEL: "a DNS label: up to 63 lowercase letters, digits and '-', starting with a letter",
+    _INSTANCE_TYPE: "an EC2 instance type, family.size in lowercase, such as t3.large or m6i.xlarge",
+    _ROLE_ARN: "an IAM role ARN such as arn:aws:iam::123456789012:role/platform-admins",
+}
+
+
+def _msg(err: Any) -> str:
+    msg = str(err["msg"])
+    msg = msg.removeprefix("Value error, ")
+    expected = (err.get("ctx") or {}).get("expected")
+    if expected and err["type"] in ("literal_error", "enum"):
+        return f"allowed: {expected}"
+    if err["type"] == "string_pattern_mismatch":
+        pattern = err["ctx"]["pattern"]
+        return f"must be {_PATTERN_NAMES.get(pattern, 'of the form ' + pattern)}"
+    return msg[0].lower() + msg[1:] if msg else msg

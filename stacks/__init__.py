@@ -1,1 +1,0 @@
-"""Stack-level model: typed config, the phase model, and the composition of components."""

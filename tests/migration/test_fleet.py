@@ -1,0 +1,239 @@
+"""The fleet: each service at its own phase, and what its call graph allows (migration/fleet.py).
+
+Pure model tests: no Pulumi. Each rule is shown accepted and refused, with the failure it prevents.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from migration import entries
+from migration.fleet import Fleet, FleetError, Service, check_graph
+from migration.phases import Phase, mesh_closed
+from migration.step import Step, check_step, dialed_directly
+from migration.workloads import workloads
+
+D, P, S, V, H = Phase
+
+API = Service("api", "api", migrates=True)
+WEB = Service("web", "web", upstreams=("api",))
+DEMO = Fleet((API, WEB), exposed="web")
+# A chain of migrating services behind a mesh front: web -> orders -> payments.
+CHAIN = Fleet(
+    (
+        Service("payments", "billing", migrates=True),
+        Service("orders", "orders", migrates=True, upstreams=("payments",)),
+        Service("web", "web", upstreams=("orders",)),
+    ),
+    exposed="web",
+)
+
+
+def refused(fleet: Fleet, step: Step) -> str:
+    with pytest.raises(FleetError) as err:
+        check_step(fleet, step)
+    return str(err.value)
+
+
+# --- the static graph ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("services", "exposed", "words"),
+    [
+        # api-v1 runs outside the mesh; web is strict mTLS from the start.
+        ((Service("api", "api", migrates=True, upstreams=("web",)), Service("web", "web")), "web", ["'api' migrates"]),
+        (
+            (
+                Service("a", "a", migrates=True, upstreams=("b",)),
+                Service("b", "b", migrates=True, upstreams=("a",)),
+                Service("w", "w", upstreams=("a",)),
+            ),
+            "w",
+            ["a -> b -> a", "break the cycle"],
+        ),
+        (
+            (API, Service("web", "web", migrates=True, upstreams=("api",))),
+            "web",
+            ["gateway's service 'web' migrates", "503"],
+        ),
+        ((API, WEB, Service("x", "x", upstreams=("web",))), "web", ["gateway's service", "intentions"]),
+        ((API, WEB), "shop", ["'shop' is not a service", "api, web"]),
+        ((API, Service("web", "web", upstreams=("db",))), "web", ["'db' is not another service"]),
+    ],
+)
+def test_a_graph_the_migration_cannot_serve_is_refused_naming_the_services(services, exposed, words):
+    with pytest.raises(FleetError) as err:
+        check_graph(Fleet(services, exposed))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_the_demo_and_a_chain_are_served():
+    check_graph(DEMO)
+    check_graph(CHAIN)
+
+
+# --- plain text: a service refuses it only once no caller's legacy version runs ------------------
+
+
+def test_a_migrating_callee_may_go_strict_once_its_migrating_caller_left_the_legacy_version_behind():
+    phases = {"payments": S, "orders": S, "web": S}
+    check_step(CHAIN, Step(phases, {"payments": P, "orders": S, "web": S}))
+
+
+@pytest.mark.parametrize(
+    ("deployed_orders", "orders"),
+    [(P, P), (P, S)],  # orders-v1 still runs, or runs until the end of this very `up`
+)
+def test_a_callee_going_strict_while_a_caller_v1_runs_outside_the_mesh_is_refused(deployed_orders, orders):
+    """Without it, orders-v1's plain-text calls are reset by payments' strict sidecar until orders-v1 is gone."""
+    step = Step({"payments": S, "orders": orders, "web": S}, {"payments": P, "orders": deployed_orders, "web": S})
+    message = refused(CHAIN, step)
+    assert "'payments' cannot refuse plain text" in message
+    assert "orders-v1" in message
+    assert "move 'orders' to strict first, then 'payments'" in message
+
+
+# --- virtual: a caller dials virtual addresses only once its upstream has a mesh version ---------
+
+
+def test_a_caller_may_dial_a_virtual_address_once_its_upstream_is_in_the_mesh():
+    check_step(DEMO, Step({"api": P, "web": V}, {"api": P, "web": S}))
+
+
+@pytest.mark.parametrize(("deployed_api", "api"), [(D, D), (D, P), (P, D)])
+def test_dialing_a_virtual_address_without_a_mesh_version_is_refused(deployed_api, api):
+    """A virtual address answers for mesh instances only: with none, every call from web-v2 fails."""
+    message = refused(DEMO, Step({"api": api, "web": V}, {"api": deployed_api, "web": V}))
+    assert "'web' cannot dial api.virtual.consul" in message
+    assert "move 'api' to permissive first" in message
+
+
+# --- hardened: exceptions go only once no caller dials pod IPs -----------------------------------
+
+
+def test_a_service_drops_its_exceptions_once_every_caller_uses_virtual_addresses():
+    check_step(DEMO, Step({"api": H, "web": V}, {"api": V, "web": V}))
+
+
+@pytest.mark.parametrize(("deployed_web", "web"), [(S, S), (S, V)])
+def test_dropping_the_exceptions_while_a_caller_dials_service_dns_is_refused(deployed_web, web):
+    """web-v1 dials api's pod IPs; a strict sidecar accepts those only while dialedDirectly is on."""
+    message = refused(DEMO, Step({"api": H, "web": web}, {"api": V, "web": deployed_web}))
+    assert "'api' cannot drop its exceptions (hardened)" in message
+    assert "move 'web' to virtual first" in message
+
+
+def test_a_refusal_names_the_service_whose_setting_must_change():
+    with pytest.raises(FleetError) as err:
+        check_step(DEMO, Step({"api": H, "web": S}))
+    assert [(p.service, p.setting) for p in err.value.problems] == [("api", "")]
+
+
+# --- derived: dialedDirectly -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("deployed", "target", "expected"),
+    [
+        # A fresh stack: what earlier versions of this program deployed.
+        (None, {"api": S, "web": S}, True),
+        (None, {"api": V, "web": V}, True),
+        (None, {"api": P, "web": P}, False),  # never with permissive: mTLS to the pod port would reach the app raw
+        (None, {"api": H, "web": H}, False),
+        # The single-phase rollout keeps it through virtual, as before.
+        ({"api": P, "web": P}, {"api": S, "web": S}, True),
+        ({"api": S, "web": S}, {"api": V, "web": V}, True),  # web-v1 runs until the end of this `up`
+        ({"api": V, "web": V}, {"api": H, "web": H}, False),
+        # The race-free order: web on virtual addresses before api goes strict; api never needs it.
+        ({"api": P, "web": V}, {"api": S, "web": V}, False),
+        ({"api": S, "web": V}, {"api": V, "web": V}, False),
+        # web steps back to service DNS: api needs it again before web-v1 starts.
+        ({"api": S, "web": V}, {"api": S, "web": S}, True),
+    ],
+)
+def test_dialed_directly_is_on_only_while_strict_with_a_caller_on_service_dns(deployed, target, expected):
+    assert dialed_directly(DEMO, Step(target, deployed), "api") is expected
+
+
+def test_dialed_directly_stays_while_the_service_keeps_its_phase_so_a_rerun_changes_nothing():
+    after_web_moved = Step({"api": S, "web": V}, {"api": S, "web": S})
+    assert dialed_directly(DEMO, after_web_moved, "api")
+    rerun = Step({"api": S, "web": V}, {"api": S, "web": V}, deployed_dialed_directly=frozenset({"api"}))
+    assert dialed_directly(DEMO, rerun, "api")
+    api_moves_on = Step({"api": V, "web": V}, {"api": S, "web": V}, deployed_dialed_directly=frozenset({"api"}))
+    assert not dialed_directly(DEMO, api_moves_on, "api")
+
+
+def test_a_service_in_the_mesh_from_the_start_gets_the_exception_when_a_caller_dials_it_by_service_dns():
+    """web-v1 dialing db's pod IPs would otherwise be refused by db's sidecar, strict from the start."""
+    fleet = Fleet((Service("db", "db"), Service("web", "web", upstreams=("db",))), exposed="web")
+    assert dialed_directly(fleet, Step({"db": D, "web": D}), "db")
+    assert not dialed_directly(fleet, Step({"db": V, "web": V}, {"db": V, "web": V}), "db")
+
+
+# --- derived: the Mesh --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "closed"),
+    [({"api": H, "web": H}, True), ({"api": V, "web": H}, False), ({"api": H, "web": V}, False)],
+)
+def test_the_mesh_closes_exactly_when_every_service_is_hardened(target, closed):
+    assert mesh_closed(target) is closed
+    entry = entries.mesh(Step(target))
+    assert entry.mesh_destinations_only is closed
+    assert entry.allow_enabling_permissive_mutual_tls is not closed
+
+
+# --- chains -------------------------------------------------------------------------------------
+
+
+def uris(fleet: Fleet, target: dict[str, Phase]) -> dict[str, str]:
+    return {w.name: ",".join(w.upstream_uris) for w in workloads(fleet, target) if w.service.upstreams}
+
+
+def test_in_a_chain_the_legacy_version_dials_service_dns_and_the_mesh_version_switches_at_virtual():
+    at = {"payments": P, "orders": P, "web": D}
+    assert uris(CHAIN, at) == {
+        "orders-v1": "http://payments.service.consul:9091",
+        "orders-v2": "http://payments.service.consul:9091",  # payments may still be outside the mesh
+        "web-v1": "http://orders.service.consul:9091",
+    }
+    at = {"payments": S, "orders": V, "web": V}
+    assert uris(CHAIN, at) == {
+        "orders-v2": "http://payments.virtual.consul:9091",
+        "web-v2": "http://orders.virtual.consul:9091",
+    }
+
+
+def test_a_mesh_version_on_service_dns_waits_for_its_upstreams_service_defaults():
+    by_name = {w.name: w for w in workloads(CHAIN, {"payments": S, "orders": S, "web": S})}
+    assert by_name["orders-v2"].waits_for_upstream_defaults == ("payments",)
+    assert by_name["web-v1"].waits_for_upstream_defaults == ("orders",)
+    virtual = {w.name: w for w in workloads(CHAIN, {"payments": S, "orders": V, "web": V})}
+    assert virtual["orders-v2"].waits_for_upstream_defaults == ()
+
+
+# --- known windows ------------------------------------------------------------------------------
+
+
+def test_the_strict_flip_with_a_caller_on_service_dns_is_allowed_with_its_window_named():
+    warnings = check_step(DEMO, Step({"api": S, "web": S}, {"api": P, "web": P}))
+    assert len(warnings) == 1
+    assert "'api' permissive -> strict" in warnings[0]
+    assert "200 ms" in warnings[0]
+    assert "move web to virtual first" in warnings[0]
+
+
+def test_a_step_back_from_strict_names_the_safe_way_back():
+    (warning,) = check_step(DEMO, Step({"api": P, "web": P}, {"api": S, "web": S}))
+    assert "step back" in warning
+    assert "no safe single step back" in warning
+    assert "the safe way back: move web to virtual first, then step 'api' back" in warning
+
+
+def test_the_race_free_order_has_no_window():
+    assert check_step(DEMO, Step({"api": S, "web": V}, {"api": P, "web": V})) == []
+    assert check_step(DEMO, Step({"api": P, "web": V}, {"api": S, "web": V})) == []
