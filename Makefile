@@ -57,7 +57,7 @@ up: stack ## deploy STACK with `pulumi up`; PHASE=<phase> first sets the migrati
 preview: stack ## `pulumi preview --diff` of STACK
 	$(PULUMI) preview --diff --stack "$(STACK)"
 
-destroy: stack ## `pulumi destroy` of STACK (see the README's Teardown first)
+destroy: stack ## `pulumi destroy` of STACK (read docs/operations/teardown.md first)
 	$(PULUMI) destroy --stack "$(STACK)"
 
 advance: cli | .pulumi-state ## one verified step of STACK (the planner's next wave); steps back if its postcheck fails

@@ -12,7 +12,7 @@ region without a price gets a line "no price for ..." and no number: nothing is 
 charges that depend on traffic (NAT processing $0.045/GB, data out to the internet, Logs Insights
 scans) are left out; CloudWatch ingestion is a rough estimate, marked `~`.
 
-Sources, and what could not be confirmed on the AWS page itself, are in the README (Cost and sizing).
+Sources, and what could not be confirmed on the AWS page itself, are in docs/operations/cost.md.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ PRICES: Mapping[str, RegionPrices] = {
 
 # Usage estimates (not prices): what an idle demo makes, to put a number on usage-billed lines.
 NLCU_PER_NLB = 0.1  # one NLCU is 800 new flows/s, 100,000 active flows or 1 GB/h; a demo is far below
-FLOW_LOG_GB_PER_NODE_HOUR = 0.001  # ~7,500 records of ~130 bytes an hour per node (README: VPC flow logs)
+FLOW_LOG_GB_PER_NODE_HOUR = 0.001  # ~7,500 records of ~130 bytes an hour per node (docs/operations/flow-logs.md)
 CONTROL_PLANE_LOG_GB_PER_HOUR = {"audit": 0.02}  # ~0.5 GB a day from an idle cluster's controllers
 OTHER_CONTROL_PLANE_LOG_GB_PER_HOUR = 0.002  # api, authenticator, controllerManager, scheduler, each
 

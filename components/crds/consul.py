@@ -40,7 +40,7 @@ class Spec(_Model, CrdSpec):
     ReconcileEntry) sets the `Synced` condition True only after ConfigEntries().Set succeeded. On an
     update the old `Synced=True` stays until the new write succeeds and the status has no
     observedGeneration, so pulumi-kubernetes' await (condition/kubectl.go) cannot tell it from a
-    fresh one: the wait holds for creates; see the README on what that means per step.
+    fresh one: the wait holds for creates; see docs/concepts/phases.md on what that means per step.
     """
 
     API_VERSION: ClassVar[str] = API_VERSION

@@ -189,8 +189,9 @@ def test_two_ups_of_one_stack_never_overlap_and_nothing_cancels_one():
     assert groups["demo-pr-${{ github.event.pull_request.number }}"] == ["demo.yml/up", "demo.yml/down"]
 
 
-def test_the_readme_documents_every_workflow_and_setting():
-    readme = (ROOT / "README.md").read_text()
+def test_the_operations_pages_document_every_workflow_and_setting():
+    """docs/operations/: team-workflow.md (pull requests, deploys, settings), drift.md, demos.md."""
+    readme = "\n".join(p.read_text() for p in sorted((ROOT / "docs" / "operations").glob("*.md")))
     text = "\n".join(p.read_text() for p in WORKFLOWS)
     for path in WORKFLOWS:
         assert f".github/workflows/{path.name}" in readme, path.name
