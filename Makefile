@@ -50,17 +50,21 @@ cli: $(VENV)/.deps
 stack: cli | .pulumi-state
 	$(PULUMI) stack select --create "$(STACK)"
 
-up: stack ## deploy STACK with `pulumi up`; PHASE=<phase> first sets the migration phase
+# Every preview and up runs this checkout's policy pack (policy/, in its own environment policy/.venv),
+# and an EKS stack on the local file backend is told where a team keeps its state (ops/backend.py).
+up: stack policy/.venv/.deps ## deploy STACK with `pulumi up` and the policy pack; PHASE=<phase> first sets the migration phase
+	@$(PY) -m ops.backend --stack "$(STACK)"
 	$(if $(PHASE),$(PULUMI) config set phase "$(PHASE)" --stack "$(STACK)")
-	$(PULUMI) up --stack "$(STACK)"
+	$(PULUMI) up --stack "$(STACK)" --policy-pack policy
 
-preview: stack ## `pulumi preview --diff` of STACK
-	$(PULUMI) preview --diff --stack "$(STACK)"
+preview: stack policy/.venv/.deps ## `pulumi preview --diff` of STACK with the policy pack
+	$(PULUMI) preview --diff --stack "$(STACK)" --policy-pack policy
 
 destroy: stack ## `pulumi destroy` of STACK (read docs/operations/teardown.md first)
 	$(PULUMI) destroy --stack "$(STACK)"
 
-advance: cli | .pulumi-state ## one verified step of STACK (the planner's next wave); steps back if its postcheck fails
+advance: cli policy/.venv/.deps | .pulumi-state ## one verified step of STACK (the planner's next wave), with the policy pack; steps back if its postcheck fails
+	@$(PY) -m ops.backend --stack "$(STACK)"
 	$(PY) -m ops.advance --stack "$(STACK)" $(ARGS)
 
 demo: cli | .pulumi-state ## ephemeral demo stacks, e.g. make demo ARGS="create --name alice --like local"

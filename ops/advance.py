@@ -35,10 +35,13 @@ from migration.guard import read_deployed
 from migration.phases import Phase, describe
 from migration.plan import plan
 from ops import toolchain
+from ops.backend import backend_url
 from program.config import PROJECT, StackConfig, parse_config, project_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTCHECK = "postcheck"  # the check Job's name carries it, and so does Pulumi's error for it
+# The policy pack of this checkout (the tree being deployed) holds every preview and up, the step back too.
+POLICY_PACK = ROOT / "policy"
 
 
 class AdvanceError(Exception):
@@ -53,8 +56,10 @@ class AdvanceStack(Protocol):
     def get_all_config(self) -> Mapping[str, auto.ConfigValue]: ...
     def set_config(self, key: str, value: auto.ConfigValue, *, path: bool = False) -> None: ...
     def remove_config(self, key: str, *, path: bool = False) -> None: ...
-    def preview(self, *, on_output: Callable[[str], Any] | None = None) -> object: ...
-    def up(self, *, on_output: Callable[[str], Any] | None = None) -> object: ...
+    def preview(
+        self, *, on_output: Callable[[str], Any] | None = None, policy_packs: list[str] | None = None
+    ) -> object: ...
+    def up(self, *, on_output: Callable[[str], Any] | None = None, policy_packs: list[str] | None = None) -> object: ...
     def outputs(self) -> Mapping[str, auto.OutputValue]: ...
 
 
@@ -105,6 +110,7 @@ class Advance:
     say: Callable[[str], Any] = print
     assume_yes: bool = True
     confirm: Callable[[str], bool] = field(default=lambda question: input(f"{question} [y/N] ").lower() == "y")
+    policy_packs: Sequence[Path] = (POLICY_PACK,)
 
     def select(self, cfg: StackConfig, phases: Mapping[str, Phase]) -> None:
         """Set the stack config so the program selects `phases` (StackConfig.selecting)."""
@@ -112,6 +118,9 @@ class Advance:
         for key, value in cfg.selecting(phases, with_services=keeps_list).items():
             text = value if isinstance(value, str) else json.dumps(value)
             self.stack.set_config(f"{PROJECT}:{key}", auto.ConfigValue(value=text))
+
+    def _packs(self) -> list[str]:
+        return [str(pack) for pack in self.policy_packs]
 
     def run(self) -> Report:
         cfg = stack_config(self.stack.get_all_config())
@@ -133,12 +142,12 @@ class Advance:
         self.say(f"{self.stack.name}: {describe(before)} -> {describe(target)}")
         self.select(cfg, target)
         self.say("preview:")
-        self.stack.preview(on_output=self.say)
+        self.stack.preview(on_output=self.say, policy_packs=self._packs())
         if not self.assume_yes and not self.confirm("run this `pulumi up`?"):
             self.select(cfg, before)
             raise AdvanceError("not confirmed; the config is back at the last verified phases")
         try:
-            self.stack.up(on_output=self.say)
+            self.stack.up(on_output=self.say, policy_packs=self._packs())
         except auto.CommandError as e:
             line = postcheck_line(str(e))
             if line is None:
@@ -146,7 +155,7 @@ class Advance:
             self.say(f"postcheck failed: {line}\nstepping back to {describe(before)}")
             self.select(cfg, before)
             try:
-                self.stack.up(on_output=self.say)
+                self.stack.up(on_output=self.say, policy_packs=self._packs())
             except auto.CommandError as back:
                 return Report(before, target, "step-back-failed", f"{line}\n  step back: {_last_line(str(back))}")
             return Report(before, target, "stepped-back", line)
@@ -160,7 +169,7 @@ def _last_line(text: str) -> str:
 
 def open_stack(name: str, root: Path = ROOT, env: Mapping[str, str] = os.environ) -> AdvanceStack:
     """The stack on the CLI `make` runs (ops/toolchain.py), state in $PULUMI_BACKEND_URL or <repo>/.pulumi-state."""
-    url = env.get("PULUMI_BACKEND_URL") or f"file://{root}/.pulumi-state"
+    url = backend_url(env, root)
     try:
         command = toolchain.pulumi_command()
     except toolchain.CliError as e:

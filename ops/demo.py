@@ -43,6 +43,7 @@ from pulumi import automation as auto
 
 from migration.phases import PHASE_NAMES, Phase
 from ops import toolchain
+from ops.backend import backend_url, in_ci, is_local, remote_state_advice
 from policy.rules import chart_name, creates_load_balancer
 from program.config import PROJECT
 
@@ -205,10 +206,6 @@ def pr_demo_name(number: int) -> str:
 def public_outputs(outputs: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
     """Stack outputs fit to post on a pull request: every one not marked secret."""
     return {key: out.value for key, out in sorted(outputs.items()) if not out.secret}
-
-
-def backend_url(env: Mapping[str, str], root: Path = ROOT) -> str:
-    return env.get("PULUMI_BACKEND_URL") or f"file://{root}/.pulumi-state"
 
 
 # --- teardown order -----------------------------------------------------------------------------------
@@ -479,7 +476,13 @@ class Demos:
 def local_demos(root: Path = ROOT, env: Mapping[str, str] = os.environ) -> Demos:
     """Demos on the Pulumi CLI: state in $PULUMI_BACKEND_URL or <repo>/.pulumi-state."""
     url = backend_url(env, root)
-    if url.startswith("file://"):
+    if in_ci(env) and is_local(url):
+        # The runner's disk goes with the job: the next push could not find the demo, nor the reaper.
+        raise DemoError(
+            f"in CI a demo needs a remote state backend, not {url}: set the environment `demo`'s variable "
+            f"DEMO_BACKEND_URL (PULUMI_BACKEND_URL here); {remote_state_advice()}"
+        )
+    if is_local(url):
         Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     # Self-managed backends (file, s3, gs, azblob, postgres) encrypt secrets with a passphrase by default.
     passphrase = env.get("PULUMI_CONFIG_PASSPHRASE") or env.get("PULUMI_CONFIG_PASSPHRASE_FILE")

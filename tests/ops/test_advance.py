@@ -14,6 +14,7 @@ import pytest
 from pulumi import automation as auto
 
 from ops.advance import Advance, AdvanceError, main, postcheck_line
+from tests.conftest import ROOT
 
 PROJECT = "consul-mesh-migration"
 FAILED_POSTCHECK = (
@@ -31,6 +32,7 @@ class FakeStack:
     fail_ups: list[str] = field(default_factory=list)  # the errors of the next ups, in order
     calls: list[str] = field(default_factory=list)
     name: str = "dev"
+    packs: list[list[str] | None] = field(default_factory=list)  # the policy packs of each preview and up
 
     def get_all_config(self):
         return {k: auto.ConfigValue(value=v) for k, v in self.config.items()}
@@ -42,11 +44,13 @@ class FakeStack:
     def remove_config(self, key, *, path=False):
         self.config.pop(key, None)
 
-    def preview(self, *, on_output=None):
+    def preview(self, *, on_output=None, policy_packs=None):
         self.calls.append("preview")
+        self.packs.append(policy_packs)
 
-    def up(self, *, on_output=None):
+    def up(self, *, on_output=None, policy_packs=None):
         self.calls.append(f"up {self.config[f'{PROJECT}:phase']}")
+        self.packs.append(policy_packs)
         if self.fail_ups:
             raise auto.CommandError(auto.CommandResult("", self.fail_ups.pop(0), 1))
 
@@ -98,6 +102,17 @@ def test_a_failed_postcheck_steps_back_to_the_last_verified_phase_and_reports_it
     assert report.detail.startswith("postcheck upstreams: expected")
     assert "stepped back to permissive" in report.text()
     assert any("stepping back" in line for line in lines)
+
+
+def test_every_preview_and_up_runs_this_checkouts_policy_pack_the_step_back_too():
+    """Without it `make advance` would apply a step the pack forbids (TLS off, an admin policy, an
+    open load balancer): the pack ran only in pull-request previews, from the pull request's copy."""
+    s = stack("permissive", "permissive")
+    s.fail_ups = [FAILED_POSTCHECK]
+    Advance(s, say=lambda _: None).run()
+    pack = str(ROOT / "policy")
+    assert s.packs == [[pack], [pack], [pack]]  # preview, up, step-back up
+    assert (ROOT / "policy" / "PulumiPolicy.yaml").exists()
 
 
 def test_another_failure_stops_without_a_step_back():

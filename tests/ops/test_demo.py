@@ -176,6 +176,36 @@ def test_state_goes_to_the_local_file_backend_unless_the_environment_names_one(t
     assert demo.backend_url({"PULUMI_BACKEND_URL": "s3://bucket/state"}, tmp_path) == "s3://bucket/state"
 
 
+@pytest.mark.parametrize(
+    "env",
+    [{"CI": "true"}, {"GITHUB_ACTIONS": "true", "PULUMI_BACKEND_URL": ""}],
+    ids=["CI", "GitHub Actions with DEMO_BACKEND_URL unset"],
+)
+def test_in_ci_a_demo_refuses_the_runners_disk_as_its_state(tmp_path, monkeypatch, env):
+    """Without it, each CI run keeps a demo's only state on the runner, deleted with the job: the
+    next push creates a second EKS environment, and `reap` (seeing an empty backend) stays green
+    while every demo it should destroy runs on. The refusal comes before any CLI or cloud call."""
+
+    def no_cli() -> object:
+        raise AssertionError("the CLI must not be asked for")
+
+    monkeypatch.setattr(demo.toolchain, "pulumi_command", no_cli)
+    with pytest.raises(DemoError, match="DEMO_BACKEND_URL") as refused:
+        demo.local_demos(tmp_path, {**env, "PULUMI_CONFIG_PASSPHRASE": "x"})
+    assert "s3://" in str(refused.value)
+    assert not (tmp_path / ".pulumi-state").exists()
+
+
+def test_in_ci_a_demo_on_a_remote_backend_goes_ahead(tmp_path, monkeypatch):
+    def no_cli() -> object:
+        raise demo.toolchain.CliError("no")
+
+    monkeypatch.setattr(demo.toolchain, "pulumi_command", no_cli)
+    env = {"CI": "true", "PULUMI_BACKEND_URL": "s3://demos/state", "PULUMI_CONFIG_PASSPHRASE": "x"}
+    with pytest.raises(DemoError, match="no"):  # past the backend check, at the CLI
+        demo.local_demos(tmp_path, env)
+
+
 # --- create -----------------------------------------------------------------------------------------------
 
 

@@ -75,6 +75,8 @@ def set_up(folder: Path) -> None:
     (folder / ".venv").mkdir(exist_ok=True)
     for stamp in (".deps", ".dev-deps", ".actionlint"):
         (folder / ".venv" / stamp).touch()
+    (folder / "policy" / ".venv").mkdir(parents=True, exist_ok=True)
+    (folder / "policy" / ".venv" / ".deps").touch()
 
 
 # --- the first commands --------------------------------------------------------------------------------
@@ -172,8 +174,15 @@ def pulumi_calls(output: str) -> list[str]:
 @pytest.mark.parametrize(
     ("target", "calls"),
     [
-        ("up", ['stack select --create "dev"', 'config set phase "strict" --stack "dev"', 'up --stack "dev"']),
-        ("preview", ['stack select --create "dev"', 'preview --diff --stack "dev"']),
+        (
+            "up",
+            [
+                'stack select --create "dev"',
+                'config set phase "strict" --stack "dev"',
+                'up --stack "dev" --policy-pack policy',
+            ],
+        ),
+        ("preview", ['stack select --create "dev"', 'preview --diff --stack "dev" --policy-pack policy']),
         ("destroy", ['stack select --create "dev"', 'destroy --stack "dev"']),
     ],
 )
@@ -192,7 +201,37 @@ def test_the_installed_cli_runs_ahead_of_an_older_one_on_path(fresh):
     ours = fresh / ".venv" / "pulumi" / "bin" / "pulumi"
     (fresh / ".venv" / ".pulumi-cli").write_text(f"{ours}\n")
     result = make("-n", "preview", cwd=fresh)
-    assert pulumi_calls(result.stdout)[-1] == f'PATH="{ours.parent}/:$PATH" {ours} preview --diff --stack "dev"'
+    assert pulumi_calls(result.stdout)[-1] == (
+        f'PATH="{ours.parent}/:$PATH" {ours} preview --diff --stack "dev" --policy-pack policy'
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "last"),
+    [
+        ("up", '/opt/mine/bin/pulumi up --stack "dev" --policy-pack policy'),
+        ("preview", '/opt/mine/bin/pulumi preview --diff --stack "dev" --policy-pack policy'),
+        ("advance", '.venv/bin/python -m ops.advance --stack "dev" '),  # the pack: tests/ops/test_advance.py
+    ],
+)
+def test_every_up_and_preview_sets_up_and_runs_the_policy_pack(fresh, target, last):
+    """Without it the pack ran only in pull-request previews: a `make up` from a laptop applied a
+    stack with TLS off or an admin policy attached, and nothing said so."""
+    set_up(fresh)
+    (fresh / "policy" / ".venv" / ".deps").unlink()
+    (fresh / ".venv" / ".pulumi-cli").write_text("/opt/mine/bin/pulumi\n")
+    out = make("-n", target, cwd=fresh).stdout.splitlines()
+    assert "policy/.venv/bin/python -m pip install --quiet --require-hashes -r policy/requirements.txt" in out
+    assert out[-1] == last
+
+
+@pytest.mark.parametrize("target", ["up", "advance"])
+def test_up_and_advance_first_say_where_the_state_is(fresh, target):
+    set_up(fresh)
+    (fresh / ".venv" / ".pulumi-cli").write_text("/opt/mine/bin/pulumi\n")
+    out = make("-n", target, cwd=fresh).stdout.splitlines()
+    check = out.index('.venv/bin/python -m ops.backend --stack "dev"')
+    assert check < max(i for i, line in enumerate(out) if "pulumi" in line.split()[0] or "ops.advance" in line)
 
 
 def test_demo_sets_up_the_clis_first(fresh):
