@@ -54,6 +54,11 @@ PolicyPack(
     policies=[
         _resource_policy("consul-tls-and-acls", rules.consul_tls_and_acls),
         _resource_policy("load-balancer-allow-list", rules.load_balancers_have_allow_lists),
+        _resource_policy("eks-secrets-encrypted", rules.eks_secrets_encrypted),
+        _resource_policy("eks-control-plane-logs", rules.eks_control_plane_logs),
+        _resource_policy("imdsv2-hop-limit-one", rules.imds_v2_hop_limit_one),
+        _resource_policy("no-admin-policies", rules.no_admin_policies),
+        _resource_policy("consul-ui-private", rules.consul_ui_private),
         ResourceValidationPolicy(
             name="iam-no-action-wildcards",
             description="No IAM Allow statement with an action wildcard beyond the load balancer controller's.",

@@ -422,9 +422,126 @@ def iam_action_wildcards(
     return problems
 
 
+# --- AWS and EKS posture ---------------------------------------------------------------------------
+
+EKS_COMPONENT = "eks:index:Cluster"  # pulumi-eks; its child aws:eks/cluster:Cluster is checked as well
+EKS_CLUSTER = "aws:eks/cluster:Cluster"
+# The control-plane logs the Security docs promise: who called the API, what it did, who authenticated.
+REQUIRED_LOG_TYPES = ("api", "audit", "authenticator")
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+INSTANCE = "aws:ec2/instance:Instance"
+NODE_GROUP_TYPES = ("eks:index:ManagedNodeGroup", "aws:eks/nodeGroup:NodeGroup")
+# AWS-managed policies that grant (or can grant themselves) every action.
+ADMIN_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess")
+POLICY_ARN_TYPES = (
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+    "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
+    "aws:iam/policyAttachment:PolicyAttachment",
+)
+
+
+def eks_secrets_encrypted(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """An EKS cluster envelope-encrypts Kubernetes Secrets with a KMS key."""
+    if resource_type == EKS_COMPONENT and not props.get("encryptionConfigKeyArn"):
+        return ["EKS cluster without encryptionConfigKeyArn: Kubernetes Secrets are not envelope-encrypted with KMS"]
+    if resource_type == EKS_CLUSTER:
+        config = props.get("encryptionConfig") or {}
+        resources = _strings(_get(config, "resources"))
+        if "secrets" not in resources or not _get(config, "provider.keyArn"):
+            return ["EKS cluster without encryptionConfig for secrets: Kubernetes Secrets are not encrypted with KMS"]
+    return []
+
+
+def eks_control_plane_logs(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """An EKS cluster sends its api, audit and authenticator logs to CloudWatch."""
+    if resource_type not in (EKS_COMPONENT, EKS_CLUSTER):
+        return []
+    missing = [t for t in REQUIRED_LOG_TYPES if t not in _strings(props.get("enabledClusterLogTypes"))]
+    if missing:
+        return [f"EKS cluster without the control-plane logs {', '.join(missing)} (enabledClusterLogTypes)"]
+    return []
+
+
+def _hop_limit(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def imds_v2_hop_limit_one(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Nodes require IMDSv2 tokens with a hop limit of 1, so pods cannot take the node role's credentials.
+
+    The token's response does not survive the extra hop into a pod's network namespace. A managed
+    node group without a launch template gets EKS's default one, which allows two hops.
+    """
+    if resource_type in NODE_GROUP_TYPES:
+        if not props.get("launchTemplate"):
+            return ["node group without a launch template: EKS's default allows IMDS with two hops (pods)"]
+        return []
+    if resource_type not in (LAUNCH_TEMPLATE, INSTANCE):
+        return []
+    options = props.get("metadataOptions") or {}
+    if _get(options, "httpEndpoint") == "disabled":
+        return []  # no metadata service at all
+    problems = []
+    if _get(options, "httpTokens") != "required":
+        problems.append("metadataOptions.httpTokens must be required (IMDSv2 only)")
+    if _hop_limit(_get(options, "httpPutResponseHopLimit")) != 1:
+        problems.append("metadataOptions.httpPutResponseHopLimit must be 1, so pods cannot reach the node's IMDS")
+    return problems
+
+
+def _admin_policy(arn: Any) -> str | None:
+    if not isinstance(arn, str) or ":iam::aws:policy/" not in arn:
+        return None  # a customer-managed policy is held to named actions by iam_action_wildcards
+    name = arn.rsplit("/", 1)[-1]
+    return name if name in ADMIN_POLICIES else None
+
+
+def no_admin_policies(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """No AWS-managed administrator policy (AdministratorAccess, PowerUserAccess, IAMFullAccess) is attached."""
+    if resource_type in POLICY_ARN_TYPES:
+        arns = [props.get("policyArn")]
+    elif resource_type == IAM_ROLE_TYPE:
+        arns = list(_strings(props.get("managedPolicyArns")))
+    elif resource_type == "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive":
+        arns = list(_strings(props.get("policyArns")))
+    else:
+        return []
+    admin = sorted({name for arn in arns if (name := _admin_policy(arn))})
+    return [f"attaches {name}: grant the actions the role needs instead" for name in admin]
+
+
+def consul_ui_private(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """The Consul UI is reached through its ClusterIP (or a load balancer with an allow-list), never an
+    Ingress or a NodePort on every node: it shows every service and, with a token, changes them."""
+    if not _is_consul_chart(resource_type, props):
+        return []
+    values = props.get("values") or {}
+    if _get(values, "ui.enabled", True) is False:
+        return []
+    problems = []
+    if _get(values, "ui.ingress.enabled") is True:
+        problems.append("Consul values ui.ingress.enabled: the UI goes behind an Ingress; use consul.ui.exposure")
+    if _get(values, "ui.service.enabled", True) is not False and _get(values, "ui.service.type") == "NodePort":
+        problems.append("Consul values ui.service.type NodePort opens the UI on every node; use consul.ui.exposure")
+    return problems
+
+
 # --- all of them ------------------------------------------------------------------------------------
 
-RESOURCE_RULES = (consul_tls_and_acls, load_balancers_have_allow_lists, iam_action_wildcards)
+RESOURCE_RULES = (
+    consul_tls_and_acls,
+    load_balancers_have_allow_lists,
+    iam_action_wildcards,
+    eks_secrets_encrypted,
+    eks_control_plane_logs,
+    imds_v2_hop_limit_one,
+    no_admin_policies,
+    consul_ui_private,
+)
 STACK_RULES = (
     no_permissive_mtls_when_mesh_forbids,
     gateway_annotations_reach_the_load_balancer,
