@@ -32,14 +32,15 @@ def dev(program) -> list[Resource]:
 
 def broken(resources: list[Resource], typ: str, change: Callable[[dict[str, Any]], None]) -> list[Resource]:
     """The stack with `change` applied to the inputs of every resource of type `typ` (there must be one)."""
-    out, found = [], False
+    out = []
     for r in resources:
         if r.resource_type == typ:
             props = copy.deepcopy(dict(r.props))
             change(props)
-            r, found = Resource(typ, props, r.urn), True
-        out.append(r)
-    assert found, f"the dev stack has no {typ}"
+            out.append(Resource(typ, props, r.urn))
+        else:
+            out.append(r)
+    assert out != resources, f"the dev stack has no {typ}"
     return out
 
 
