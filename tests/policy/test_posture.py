@@ -120,6 +120,7 @@ def test_an_attached_administrator_policy_is_refused_by_attachment_or_on_the_rol
 
 def test_the_stack_of_the_issue_fails_on_every_broken_promise(dev):
     """Encryption, logging and IMDSv2 removed, AdministratorAccess attached: four refusals, not none."""
+
     def no_key_no_logs(props: dict[str, Any]) -> None:
         _no_key(props)
         props.pop("enabledClusterLogTypes")
