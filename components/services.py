@@ -166,7 +166,7 @@ class DemoServices(pulumi.ComponentResource):
             accounts[s.name] = k8s.core.v1.ServiceAccount(f"{name}-{s.name}-account", metadata=meta, opts=child)
             # One Service for every version: in permissive both api-v1 and api-v2 serve behind `api`.
             service_meta = meta
-            if not catalog_synced(s):
+            if not catalog_synced(s, args.target[s.name]):
                 service_meta = k8s.meta.v1.ObjectMetaArgs(
                     name=s.name, namespace=s.namespace, labels={"app": s.name}, annotations={SERVICE_SYNC: "false"}
                 )

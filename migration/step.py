@@ -8,8 +8,9 @@ The rules, each with the failure it prevents (`check_step` refuses before any re
 - plain text: a migrating service may refuse plain text (strict or later) only once no caller's
   legacy version runs outside the mesh, during this `up` included. Otherwise that caller's requests
   are reset by the service's sidecar until its legacy version is deleted.
-- virtual: a caller may dial `<up>.virtual.consul` only once the upstream has a mesh version, before
-  and after the step. A virtual address answers for mesh instances only: with none, every call fails.
+- virtual: a caller may dial `<up>.virtual.consul` only while the upstream has a mesh version, for
+  as long as any version of the caller that dials it runs (a leaving one until the end of the `up`).
+  A virtual address answers for mesh instances only: with none, every call fails.
 - hardened: a service may drop its exceptions only once no mesh caller still addresses it through
   `.service.consul` (during this `up` included): those callers dial pod IPs, which a strict sidecar
   accepts only while `dialedDirectly` is on (`dialed_directly`).
@@ -139,8 +140,17 @@ def _plain_text_rule(s: Service, c: Service, step: Step) -> list[Problem]:
     ]
 
 
+def dials_virtual(c: Service, phases: Iterable[Phase]) -> bool:
+    """Whether a version of `c` running in one of these phases addresses its upstreams as `.virtual.consul`."""
+    return any(upstream_dns(p, v, c.migrates) == "virtual" for p in phases for v in versions(p, c.migrates))
+
+
 def _virtual_rule(fleet: Fleet, c: Service, step: Step) -> list[Problem]:
-    if step.target[c.name] < VIRTUAL:
+    """Over every version of the caller and of the upstream that runs during the `up`: a caller version
+    leaving in this step dials its virtual addresses until Pulumi deletes it, and an upstream's mesh
+    version leaving in it may be deleted first (unrelated deletes run in parallel)."""
+    dialing = [p for p in step.running(c.name) if dials_virtual(c, [p])]
+    if not dialing:
         return []
     out: list[Problem] = []
     for up in c.upstreams:
@@ -149,10 +159,11 @@ def _virtual_rule(fleet: Fleet, c: Service, step: Step) -> list[Problem]:
             continue
         without = [p for p in step.running(up) if p < PERMISSIVE]
         if without:
+            during = "" if dialing[0] is step.target[c.name] else " until the end of this `up`"
             out.append(
                 Problem(
                     c.name,
-                    f"{c.name!r} cannot dial {up}.virtual.consul ({c.name!r} at {step.target[c.name].value}) while "
+                    f"{c.name!r} cannot dial {up}.virtual.consul ({c.name!r} at {dialing[0].value}{during}) while "
                     f"{up!r} has no mesh version ({up!r} at {without[0].value}); move {up!r} to permissive first",
                 )
             )

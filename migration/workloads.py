@@ -66,14 +66,21 @@ def workloads(fleet: Fleet, target: Phases) -> list[Workload]:
     return out
 
 
-def catalog_synced(service: Service) -> bool:
-    """Catalog sync registers a migrating service, whose legacy version only Consul's catalog knows.
+def catalog_synced(service: Service, phase: Phase) -> bool:
+    """Catalog sync registers a service only while it has instances outside the mesh: a migrating
+    service's legacy version, which only Consul's catalog can make known (discovery, permissive).
 
-    A service in the mesh from the start is registered by connect-inject with its sidecar; syncing
-    it too would add sidecar-less copies of its pods to `.service.consul`, which plain-text callers
-    would then dial and be refused.
+    Consul's service-sync docs: "Please ensure that Service Sync is only enabled for namespaces and
+    services that are not injected". consul-k8s v2.0.3 catalog sync registers every address of the
+    Service's EndpointSlices, whatever the pod (control-plane/catalog/to-consul/resource.go,
+    registerServiceInstance): a mesh pod becomes a plain `.service.consul` instance too, which a
+    plain-text caller would dial and a strict sidecar refuse. So from strict on (and for a service in
+    the mesh from the start, always) the Service says `service-sync: "false"`; catalog sync then drops
+    what it registered (resource.go Upsert -> doDelete; syncer.go deregisterRemovedServices and
+    syncFull, within migration/drain.py catalog_removal_bound), while connect-inject keeps the mesh
+    instances. Stepping back to permissive syncs the legacy version again.
     """
-    return service.migrates
+    return service.migrates and not all(in_mesh(v, True) for v in versions(phase, True))
 
 
 def reachable(fleet: Fleet, start: str) -> list[str]:

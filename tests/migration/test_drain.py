@@ -62,13 +62,18 @@ def test_a_mesh_version_keeps_its_sidecar_until_the_app_has_answered_its_last_re
             assert drain.PRE_STOP_S < grace <= drain.TERMINATION_GRACE_S
 
 
-def test_only_the_migrating_services_are_synced_into_the_catalog(program):
-    """web is registered by connect-inject with its sidecar; a synced copy would add sidecar-less entries
-    to web.service.consul that plain-text callers dial and web's strict sidecar refuses
-    (control-plane/catalog/to-consul/resource.go, shouldSync reads consul.hashicorp.com/service-sync)."""
-    run = program({}, stack="local")
+@pytest.mark.parametrize(
+    ("phase", "api_synced"),
+    [("discovery", True), ("permissive", True), ("strict", False), ("virtual", False), ("hardened", False)],
+)
+def test_a_service_is_synced_into_the_catalog_only_while_it_runs_outside_the_mesh(program, phase, api_synced):
+    """consul-k8s v2.0.3 catalog sync registers every EndpointSlice address of a synced Service, mesh pods
+    included (control-plane/catalog/to-consul/resource.go, registerServiceInstance), and Consul's docs ask
+    that it be enabled only for services that are not injected. api has a legacy version outside the mesh
+    in discovery and permissive only; web never has one. `service-sync: "false"` makes catalog sync drop
+    what it registered (resource.go Upsert -> doDelete, shouldSync parses the annotation)."""
+    run = program({"phase": phase}, stack="local")
     services = {r.k8s_name: r for r in run.of_type("kubernetes:core/v1:Service")}
-    assert (services["web"].inputs["metadata"].get("annotations") or {}) == {
-        "consul.hashicorp.com/service-sync": "false"
-    }
-    assert "annotations" not in services["api"].inputs["metadata"]
+    off = {"consul.hashicorp.com/service-sync": "false"}
+    assert (services["web"].inputs["metadata"].get("annotations") or {}) == off
+    assert (services["api"].inputs["metadata"].get("annotations") or {}) == ({} if api_synced else off)

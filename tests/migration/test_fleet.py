@@ -5,13 +5,15 @@ Pure model tests: no Pulumi. Each rule is shown accepted and refused, with the f
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from migration import entries
 from migration.fleet import Fleet, FleetError, Service, check_graph
 from migration.phases import Phase, mesh_closed
 from migration.step import Step, check_step, dialed_directly
-from migration.workloads import workloads
+from migration.workloads import Workload, workloads
 
 D, P, S, V, H = Phase
 
@@ -108,6 +110,82 @@ def test_dialing_a_virtual_address_without_a_mesh_version_is_refused(deployed_ap
     message = refused(DEMO, Step({"api": api, "web": V}, {"api": deployed_api, "web": V}))
     assert "'web' cannot dial api.virtual.consul" in message
     assert "move 'api' to permissive first" in message
+
+
+def test_a_leaving_caller_version_on_virtual_addresses_keeps_the_upstreams_mesh_version_needed():
+    """Issue 17's counter-example: web-v2, still dialing api.virtual.consul, runs until the end of the `up`
+    beside the api-v2 being deleted (Pulumi deletes unrelated objects in parallel, after the program)."""
+    message = refused(DEMO, Step({"api": D, "web": S}, {"api": P, "web": V}))
+    assert message == (
+        "'web' cannot dial api.virtual.consul ('web' at virtual until the end of this `up`) while 'api' has no "
+        "mesh version ('api' at discovery); move 'api' to permissive first"
+    )
+
+
+def _virtual_failures(fleet: Fleet, before: dict[str, Phase], target: dict[str, Phase]) -> set[tuple[str, str]]:
+    """A direct model of one `up`, from the Deployments themselves (migration/workloads.py): which run
+    at its start, which Pulumi creates or updates during it (unordered with respect to each other unless
+    the program orders them) and which it deletes at the end (in parallel, after every create). A call
+    to `<up>.virtual.consul` fails whenever a Deployment that dials it is alive while no mesh Deployment
+    of `up` is (Consul answers a virtual address with mesh instances only)."""
+    start = {w.name: w for w in workloads(fleet, before)}
+    end = {w.name: w for w in workloads(fleet, target)}
+    failures: set[tuple[str, str]] = set()
+    for s in fleet.services:
+        for up in s.upstreams:
+            if not fleet.service(up).migrates:
+                continue
+            uri = f"http://{up}.virtual.consul:"
+
+            def dialing(ws: dict[str, Workload], s: Service = s, uri: str = uri) -> set[str]:
+                return {n for n, w in ws.items() if w.service is s and any(u.startswith(uri) for u in w.upstream_uris)}
+
+            def mesh(ws: dict[str, Workload], up: str = up) -> set[str]:
+                return {n for n, w in ws.items() if w.service.name == up and w.in_mesh}
+
+            # At the start, and while new or updated pods come up beside the old ones.
+            alive_early = dialing(start) | dialing(end)
+            if alive_early and not mesh(start):
+                failures.add((s.name, up))
+            # At the end: a leaving dialer may outlive the upstream's leaving mesh Deployments.
+            if (dialing(start) | dialing(end)) and not mesh(end):
+                failures.add((s.name, up))
+    return failures
+
+
+FLEETS = {
+    "demo": DEMO,
+    "chain": CHAIN,
+    "two callers": Fleet(
+        (API, WEB, Service("admin", "admin", upstreams=("api",)), Service("front", "front", upstreams=("admin",))),
+        exposed="front",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLEETS))
+def test_the_virtual_rule_refuses_exactly_the_steps_where_a_virtual_call_would_fail(name):
+    """Every deployed state and every step the guard allows (each service one phase at most), against
+    the model above."""
+    fleet = FLEETS[name]
+    names = fleet.names
+    compared = 0
+    for before in itertools.product(Phase, repeat=len(names)):
+        options = [[p for p in Phase if abs(p.index - b.index) <= 1] for b in before]
+        for target in itertools.product(*options):
+            b, t = dict(zip(names, before, strict=True)), dict(zip(names, target, strict=True))
+            try:
+                check_step(fleet, Step(t, b))
+                refused_by_rule: set[tuple[str, str]] = set()
+            except FleetError as err:
+                refused_by_rule = {
+                    (p.service or "", p.text.split(" cannot dial ")[1].split(".virtual.consul")[0])
+                    for p in err.problems
+                    if ".virtual.consul" in p.text
+                }
+            assert refused_by_rule == _virtual_failures(fleet, b, t), (b, t)
+            compared += 1
+    assert compared > 100
 
 
 # --- hardened: exceptions go only once no caller dials pod IPs -----------------------------------
