@@ -11,6 +11,10 @@ single `pulumi up` may do to this graph is `step.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+from .phases import Phase, legacy_gone
+from .protocols import GATEWAY_PROTOCOLS, Protocol
 
 
 @dataclass(frozen=True)
@@ -31,16 +35,59 @@ class FleetError(ValueError):
         super().__init__("\n".join(p.text for p in self.problems))
 
 
+WorkloadKind = Literal["Deployment", "StatefulSet"]
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """A workload its team runs, in the service's namespace: the program never creates, replaces or
+    deletes it, and changes only what the migration needs (`migration/adoption.py`)."""
+
+    kind: WorkloadKind
+    name: str
+
+
+@dataclass(frozen=True)
+class AddressVariable:
+    """An environment variable of an adopted caller that holds an upstream's address. At `virtual` the
+    program sets it to `value` with `{host}` = `<upstream>.virtual.consul` and `{port}` = the
+    upstream's port; before, it leaves the variable to the team."""
+
+    upstream: str
+    env: str
+    value: str = "{host}:{port}"
+
+    def virtual(self, port: int) -> str:
+        return self.value.format(host=f"{self.upstream}.virtual.consul", port=port)
+
+
 @dataclass(frozen=True)
 class Service:
-    """One service of the fleet, as its team describes it."""
+    """One service of the fleet, as its team describes it.
+
+    Without `workload` it is a demo service: the program runs it as fake-service Deployments
+    (`<name>-v1`, `<name>-v2`) in a namespace of its own. With `workload` it is the team's own
+    Deployment or StatefulSet in an existing namespace.
+    """
 
     name: str
     namespace: str
     port: int = 9091
-    migrates: bool = False  # starts outside the mesh as <name>-v1 and moves in as <name>-v2
+    migrates: bool = False  # starts outside the mesh (v1) and moves in (v2)
     upstreams: tuple[str, ...] = ()
     replicas: int = 1
+    protocol: Protocol = "http"
+    workload: Adopted | None = None
+    addresses: tuple[AddressVariable, ...] = ()  # adopted callers only: variables the program sets
+
+    @property
+    def adopted(self) -> bool:
+        return self.workload is not None
+
+    @property
+    def legacy_gone(self) -> Phase:
+        """From this phase on no version of the service runs outside the mesh."""
+        return legacy_gone(self.migrates, self.adopted)
 
 
 @dataclass(frozen=True)
@@ -99,8 +146,21 @@ def check_graph(fleet: Fleet) -> None:
                         "upstreams",
                     )
                 )
+        for a in s.addresses:
+            if a.upstream not in s.upstreams:
+                text = f"{a.env} holds the address of {a.upstream!r}, which is not an upstream"
+                problems.append(Problem(s.name, text, "upstreams"))
     if fleet.exposed not in names:
         problems.append(Problem(None, f"{fleet.exposed!r} is not a service; allowed: {', '.join(names)}", "gateway"))
+    elif (protocol := fleet.service(fleet.exposed).protocol) not in GATEWAY_PROTOCOLS:
+        problems.append(
+            Problem(
+                None,
+                f"the gateway's service {fleet.exposed!r} speaks {protocol}: the API gateway routes HTTP to its "
+                f"service; expose a service whose protocol is {' or '.join(GATEWAY_PROTOCOLS)}",
+                "gateway",
+            )
+        )
     elif fleet.service(fleet.exposed).migrates:
         problems.append(
             Problem(

@@ -86,16 +86,31 @@ def refuses_plain_text(phase: Phase, migrates: bool) -> bool:
     return inbound(phase, migrates) in ("strict", "hardened")
 
 
-def versions(phase: Phase, migrates: bool) -> tuple[Version, ...]:
-    """The Deployments of a service that run in `phase`.
+def versions(phase: Phase, migrates: bool, adopted: bool = False) -> tuple[Version, ...]:
+    """The versions of a service that run in `phase`.
 
-    A migrating service runs its legacy v1 until strict and its mesh v2 from permissive. A service
-    in the mesh from the start runs v1 (service DNS) until virtual, then v2 (virtual addresses).
+    A demo service's versions are Deployments: a migrating one runs its legacy v1 until strict and
+    its mesh v2 from permissive; one in the mesh from the start runs v1 (service DNS) until virtual,
+    then v2 (virtual addresses). An adopted service (a team's own Deployment or StatefulSet) has one
+    pod template, and its versions are that template's states: v1 as the team runs it, v2 with what
+    the phase adds (the sidecar, then the virtual address). A rolling update replaces one by the
+    other, so v1 and v2 run side by side only during the `up` that rolls it (a step runs both sides).
     """
+    if adopted and migrates:
+        return ("v1",) if phase is DISCOVERY else ("v2",)
     if migrates:
         legacy: tuple[Version, ...] = ("v1",) if phase <= PERMISSIVE else ()
         return legacy + (("v2",) if phase >= PERMISSIVE else ())
     return ("v1",) if phase < VIRTUAL else ("v2",)
+
+
+def legacy_gone(migrates: bool, adopted: bool = False) -> Phase:
+    """The first phase from which no version runs outside the mesh, in that phase and every later one."""
+    return next(
+        p
+        for p in _ORDER
+        if all(in_mesh(v, migrates) for q in _ORDER[p.index :] for v in versions(q, migrates, adopted))
+    )
 
 
 def in_mesh(version: Version, migrates: bool) -> bool:

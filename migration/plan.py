@@ -48,8 +48,8 @@ def _hard_edges(fleet: Fleet, todo: set[Move]) -> list[Edge]:
             need((s.name, b), (s.name, a))
         for c in fleet.callers(s.name):
             caller = fleet.service(c)
-            if s.migrates and caller.migrates:  # plain text: the caller's v1 is gone first
-                need((s.name, STRICT), (c, STRICT))
+            if s.migrates and caller.migrates:  # plain text: the caller's pods outside the mesh are gone first
+                need((s.name, STRICT), (c, caller.legacy_gone))
             need((s.name, HARDENED), (c, VIRTUAL))  # hardened: no caller left on service DNS
         for up in s.upstreams:
             if fleet.service(up).migrates:  # virtual: the upstream has a mesh version first

@@ -68,7 +68,7 @@ def dns_callers(fleet: Fleet, name: str, phases: Iterable[tuple[str, Phase]]) ->
         c = fleet.service(caller)
         if any(
             in_mesh(v, c.migrates) and upstream_dns(phase, v, c.migrates) == "service"
-            for v in versions(phase, c.migrates)
+            for v in versions(phase, c.migrates, c.adopted)
         ):
             out.append(caller)
     return sorted(set(out))
@@ -127,15 +127,16 @@ def _plain_text_rule(s: Service, c: Service, step: Step) -> list[Problem]:
     target = step.target[s.name]
     if not (s.migrates and c.migrates and refuses_plain_text(target, True)):
         return []
-    legacy = [p for p in step.running(c.name) if p <= PERMISSIVE]
+    legacy = [p for p in step.running(c.name) if p < c.legacy_gone]
     if not legacy:
         return []
-    during = " until the end of this `up`" if step.target[c.name] > PERMISSIVE else ""
+    outside = f"{c.name}'s pods without a sidecar run" if c.adopted else f"{c.name}-v1 runs"
+    during = " until the end of this `up`" if step.target[c.name] >= c.legacy_gone else ""
     return [
         Problem(
             s.name,
-            f"{s.name!r} cannot refuse plain text ({target.value}) while {c.name}-v1 runs outside the mesh{during} "
-            f"({c.name!r} is at {legacy[-1].value}); move {c.name!r} to strict first, then {s.name!r}",
+            f"{s.name!r} cannot refuse plain text ({target.value}) while {outside} outside the mesh{during} "
+            f"({c.name!r} is at {legacy[-1].value}); move {c.name!r} to {c.legacy_gone.value} first, then {s.name!r}",
         )
     ]
 

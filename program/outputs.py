@@ -40,13 +40,14 @@ def record(
 
 
 def retires(fleet: Fleet, step: Step) -> list[str]:
-    """The Deployments (namespace/name) this step deletes at the end of the `up`."""
+    """The Deployments (namespace/name) this step deletes at the end of the `up`; an adopted workload
+    is never deleted (its versions are states of one pod template)."""
     if step.deployed is None:
         return []
     out = []
     for s in fleet.services:
         before = step.before(s.name)
-        if before is None:
+        if before is None or s.adopted:
             continue
         gone = set(versions(before, s.migrates)) - set(versions(step.target[s.name], s.migrates))
         out += [f"{s.namespace}/{s.name}-{v}" for v in sorted(gone)]
