@@ -36,17 +36,14 @@ from meshcheck.expectation import CHECKS_NAMESPACE, SCRIPT, ServiceSpec, Setting
 from migration import checks as model
 from migration.fleet import Fleet
 from migration.phases import Phase, describe
-from migration.step import Step
 
-from .target import after
+from .annotations import AFTER, CHECK_LABEL, CHECK_SCRIPT, INJECT, REPLACE_UNREADY
+from .target import Gate
 
-CHECK_LABEL = "consul-mesh-migration/check"
 SCRIPT_KEY = "mesh_check.py"
 MOUNT = "/checks"
 RUN_AS = 65534  # nobody: the stock image runs as root unless told otherwise
 POD_START_S = 30  # image pull and scheduling, on top of the check's own timeout
-INJECT = "consul.hashicorp.com/connect-inject"
-AFTER = "consul-mesh-migration/after"
 CONSUL_NAMESPACE = "consul"  # where the Mesh entry lives (components/config_entries.py)
 
 
@@ -94,11 +91,10 @@ def precheck_document(fleet: Fleet, target: Mapping[str, Phase], settings: Setti
 class MeshChecksArgs:
     fleet: Fleet
     target: Mapping[str, Phase]
-    step: pulumi.Output[Step]  # the phase guard's verdict: nothing runs before it passed
+    gate: Gate  # the phase guard's verdict (nothing runs before it passed), the platform and Consul
     settings: Settings
     image: str  # the check's image: stock Python, pinned (program/versions.py)
     namespaces: Mapping[str, k8s.core.v1.Namespace]  # the services' namespaces: the precheck reads logs there
-    after: Sequence[pulumi.Resource]  # the platform's readiness and the Consul release
 
 
 class MeshChecks(pulumi.ComponentResource):
@@ -110,11 +106,12 @@ class MeshChecks(pulumi.ComponentResource):
     precheck: k8s.batch.v1.Job
 
     def __init__(self, name: str, args: MeshChecksArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        self._gate = args.step.apply(lambda _: list(args.after))
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._gate))
+        gate = self._gate = args.gate
+        opts = gate.component(opts)
+        # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:checks:MeshChecks", name, None, opts)
         self._name, self._args = name, args
-        child = pulumi.ResourceOptions(parent=self, depends_on=self._gate)
+        child = pulumi.ResourceOptions(parent=self, depends_on=gate.on())
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace", metadata={"name": CHECKS_NAMESPACE, "labels": {CHECK_LABEL: "checks"}}, opts=child
         )
@@ -124,14 +121,14 @@ class MeshChecks(pulumi.ComponentResource):
             f"{name}-script",
             metadata={"name": "mesh-check", "namespace": CHECKS_NAMESPACE},
             data={SCRIPT_KEY: script},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, self.namespace)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on(self.namespace)),
         )
         self._accounts = {
             kind: k8s.core.v1.ServiceAccount(
                 f"{name}-{kind}-account",
                 metadata={"name": kind, "namespace": CHECKS_NAMESPACE},
                 automount_service_account_token=False,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, self.namespace)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on(self.namespace)),
             )
             for kind in ("precheck", "postcheck")
         }
@@ -156,7 +153,7 @@ class MeshChecks(pulumi.ComponentResource):
                 k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["list"]),
                 k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/log"], verbs=["get"]),
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on()),
         )
         for ns in sorted({s.namespace for s in args.fleet.services}):
             grants.append(
@@ -169,7 +166,7 @@ class MeshChecks(pulumi.ComponentResource):
                         name="consul-mesh-migration-precheck-logs",
                     ),
                     subjects=subject,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, reader, args.namespaces[ns])),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on(reader, args.namespaces[ns])),
                 )
             )
         mesh = k8s.rbac.v1.Role(
@@ -180,7 +177,7 @@ class MeshChecks(pulumi.ComponentResource):
                     api_groups=["consul.hashicorp.com"], resources=["meshes"], resource_names=["mesh"], verbs=["get"]
                 )
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on()),
         )
         grants.append(
             k8s.rbac.v1.RoleBinding(
@@ -190,14 +187,14 @@ class MeshChecks(pulumi.ComponentResource):
                     api_group="rbac.authorization.k8s.io", kind="Role", name="mesh-precheck"
                 ),
                 subjects=subject,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, mesh)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on(mesh)),
             )
         )
         lookup = k8s.rbac.v1.ClusterRole(
             f"{name}-precheck-pods",
             metadata={"name": "consul-mesh-migration-precheck"},
             rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["list"])],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on()),
         )
         grants.append(
             k8s.rbac.v1.ClusterRoleBinding(
@@ -207,7 +204,7 @@ class MeshChecks(pulumi.ComponentResource):
                     api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="consul-mesh-migration-precheck"
                 ),
                 subjects=subject,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after(self._gate, lookup)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on(lookup)),
             )
         )
         return grants
@@ -251,7 +248,7 @@ class MeshChecks(pulumi.ComponentResource):
                 namespace=CHECKS_NAMESPACE,
                 labels=labels,
                 annotations={
-                    "pulumi.com/replaceUnready": "true",
+                    REPLACE_UNREADY: "true",
                     # What the check waits for, as an input rather than depends_on: the SDK walks the
                     # graph for every depends_on edge, which a fleet of hundreds of services turns
                     # into seconds; an input orders the Job just the same.
@@ -265,7 +262,7 @@ class MeshChecks(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(
                         labels=labels,
                         # Outside the mesh: the postcheck proves what a client without a sidecar sees.
-                        annotations={INJECT: "false", f"{CHECK_LABEL}-script": self._script_hash},
+                        annotations={INJECT: "false", CHECK_SCRIPT: self._script_hash},
                     ),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=kind,
@@ -289,7 +286,7 @@ class MeshChecks(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=after(self._gate, self._accounts[kind]),
+                depends_on=self._gate.on(self._accounts[kind]),
                 retain_on_delete=True,
             ),
         )

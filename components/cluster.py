@@ -28,6 +28,9 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from .annotations import IS_DEFAULT_CLASS
+from .network import Network
+
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 DEFAULT_STORAGE_CLASS = "gp3"
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly", "AmazonEKS_CNI_Policy")
@@ -72,9 +75,7 @@ def _service_trust_policy(service: str) -> str:
 class EksClusterArgs:
     cluster_name: str  # the physical name; the subnets carry it in their cluster tag
     kubernetes_version: str
-    vpc_id: pulumi.Input[str]
-    public_subnet_ids: list[pulumi.Output[str]]
-    private_subnet_ids: list[pulumi.Output[str]]
+    network: Network  # the VPC and its subnets: the control plane in both, the nodes in the private ones
     instance_types: list[str]  # with SPOT, several of one size: more capacity pools, same pods per node
     capacity_type: Literal["ON_DEMAND", "SPOT"]
     min_size: int
@@ -104,18 +105,46 @@ class EksCluster(pulumi.ComponentResource):
     admin_principal: str  # the IAM principal that EKS makes cluster admin at creation
     region: str
     partition: str
+    vpc_id: pulumi.Input[str]  # the VPC it runs in (the load balancer controller's)
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:cluster:EksCluster", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name, self._args = name, args
         partition = aws.get_partition()
         self.partition = partition.partition
         self.region = aws.get_region().region
         caller = aws.get_caller_identity()
         # An assumed-role session ARN (sts ... assumed-role/<role>/<session>) maps to its role.
         self.admin_principal = aws.iam.get_session_context(arn=caller.arn).issuer_arn or caller.arn
-        admin_policy = f"arn:{self.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+        self.vpc_id = args.network.vpc_id
 
+        self.cluster = self._control_plane()
+        self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig_json)
+        self.oidc_provider_arn = self.cluster.oidc_provider_arn
+        self.oidc_issuer = self.cluster.oidc_issuer
+        # Known at preview, and waits for the cluster wherever it is used.
+        self.cluster_name = self.cluster.urn.apply(lambda _: args.cluster_name)
+        self.provider = k8s.Provider(
+            f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
+        )
+
+        self.node_group = self._nodes(partition.dns_suffix)
+        self.ebs_csi_addon, self.default_storage_class = self._ebs_storage()
+
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "kubeconfig": self.kubeconfig,
+                "oidcProviderArn": self.oidc_provider_arn,
+            }
+        )
+
+    def _control_plane(self) -> eks.Cluster:
+        """The EKS control plane: access entries for the admin roles, the private and public endpoint,
+        Secrets encrypted with a key of its own, control-plane logs, the OIDC provider for IRSA."""
+        name, args = self._name, self._args
+        admin_policy = f"arn:{self.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
         key = aws.kms.Key(
             f"{name}-secrets",
             description=f"Envelope encryption of Kubernetes Secrets in EKS cluster {args.cluster_name}",
@@ -123,13 +152,13 @@ class EksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),  # losing it loses every Secret
         )
 
-        self.cluster = eks.Cluster(
+        return eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
             version=args.kubernetes_version,
-            vpc_id=args.vpc_id,
-            public_subnet_ids=args.public_subnet_ids,
-            private_subnet_ids=args.private_subnet_ids,
+            vpc_id=args.network.vpc_id,
+            public_subnet_ids=args.network.public_subnet_ids,
+            private_subnet_ids=args.network.private_subnet_ids,
             skip_default_node_group=True,
             authentication_mode=eks.AuthenticationMode.API,
             access_entries={
@@ -162,15 +191,13 @@ class EksCluster(pulumi.ComponentResource):
             # encrypted gp3 class below is the only default.
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
-        self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig_json)
-        self.oidc_provider_arn = self.cluster.oidc_provider_arn
-        self.oidc_issuer = self.cluster.oidc_issuer
-        # Known at preview, and waits for the cluster wherever it is used.
-        self.cluster_name = self.cluster.urn.apply(lambda _: args.cluster_name)
-        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
 
+    def _nodes(self, dns_suffix: str) -> eks.ManagedNodeGroup:
+        """The managed node group in the private subnets: its role, and a launch template with IMDSv2."""
+        name, args = self._name, self._args
+        child = pulumi.ResourceOptions(parent=self)
         node_role = aws.iam.Role(
-            f"{name}-node", assume_role_policy=_service_trust_policy(f"ec2.{partition.dns_suffix}"), opts=child
+            f"{name}-node", assume_role_policy=_service_trust_policy(f"ec2.{dns_suffix}"), opts=child
         )
         node_policies = [
             aws.iam.RolePolicyAttachment(
@@ -202,11 +229,11 @@ class EksCluster(pulumi.ComponentResource):
             update_default_version=True,
             opts=child,
         )
-        self.node_group = eks.ManagedNodeGroup(
+        return eks.ManagedNodeGroup(
             f"{name}-nodes",
             cluster=self.cluster,
             node_role_arn=node_role.arn,
-            subnet_ids=args.private_subnet_ids,
+            subnet_ids=args.network.private_subnet_ids,
             instance_types=args.instance_types,
             capacity_type=args.capacity_type,
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
@@ -218,6 +245,10 @@ class EksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=node_policies),
         )
 
+    def _ebs_storage(self) -> tuple[aws.eks.Addon, k8s.storage.v1.StorageClass]:
+        """The EBS CSI driver (add-on, with its IRSA role) and the default gp3 StorageClass."""
+        name, args = self._name, self._args
+        child = pulumi.ResourceOptions(parent=self)
         ebs_namespace, ebs_account = EBS_CSI_SERVICE_ACCOUNT
         ebs_role = aws.iam.Role(
             f"{name}-ebs-csi",
@@ -231,7 +262,7 @@ class EksCluster(pulumi.ComponentResource):
             opts=child,
         )
         # An add-on turns ACTIVE only once its pods run, so it waits for the nodes.
-        self.ebs_csi_addon = aws.eks.Addon(
+        addon = aws.eks.Addon(
             f"{name}-ebs-csi",
             cluster_name=self.cluster_name,
             addon_name="aws-ebs-csi-driver",
@@ -243,27 +274,20 @@ class EksCluster(pulumi.ComponentResource):
         )
         # Consul's servers keep their data on volumes of this class; encrypted with the account's
         # EBS key, bound in the zone where the pod lands, growable in place.
-        self.default_storage_class = k8s.storage.v1.StorageClass(
+        storage_class = k8s.storage.v1.StorageClass(
             f"{name}-{DEFAULT_STORAGE_CLASS}",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=DEFAULT_STORAGE_CLASS,
-                annotations={"storageclass.kubernetes.io/is-default-class": "true"},
+                annotations={IS_DEFAULT_CLASS: "true"},
             ),
             provisioner="ebs.csi.aws.com",
             parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
             volume_binding_mode="WaitForFirstConsumer",
             allow_volume_expansion=True,
             reclaim_policy="Delete",
-            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.ebs_csi_addon]),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[addon]),
         )
-
-        self.register_outputs(
-            {
-                "clusterName": self.cluster_name,
-                "kubeconfig": self.kubeconfig,
-                "oidcProviderArn": self.oidc_provider_arn,
-            }
-        )
+        return addon, storage_class
 
 
 def _role_name(arn: str) -> str:

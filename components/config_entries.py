@@ -43,7 +43,7 @@ from .crds.consul import (
     ServiceTransparentProxy,
     Spec,
 )
-from .target import after
+from .target import Gate
 
 
 def proxy_defaults() -> ProxyDefaults:
@@ -74,19 +74,18 @@ def service_intentions(destination: str, allowed: Sequence[entries.Intention]) -
 
 
 @dataclass
-class MeshConfigArgs:
+class ConfigEntriesArgs:
     fleet: Fleet
     target: Mapping[str, Phase]  # the phases this step selects
-    # The step, once the phase guard let it through: every entry waits for it, and a
-    # ServiceDefaults' dialedDirectly depends on the phases deployed before it.
-    step: pulumi.Output[Step]
+    # The step, once the phase guard let it through, and what comes first (the platform's readiness,
+    # the Consul release with its CRDs and controller, the precheck): every entry waits for it, and
+    # a ServiceDefaults' dialedDirectly depends on the phases deployed before it.
+    gate: Gate
     global_namespace: str  # Consul's namespace: ProxyDefaults and Mesh
     namespaces: Mapping[str, k8s.core.v1.Namespace]  # every service's namespace, by name
-    # The platform's readiness and the Consul release (its CRDs and controller).
-    after: Sequence[pulumi.Resource]
 
 
-class MeshConfig(pulumi.ComponentResource):
+class ConfigEntries(pulumi.ComponentResource):
     """The step's Consul config entries, in the order Consul needs them.
 
     The Kubernetes provider comes through `opts` (`providers`), and every child inherits it.
@@ -98,9 +97,10 @@ class MeshConfig(pulumi.ComponentResource):
     service_defaults: dict[str, k8s.apiextensions.CustomResource]  # by service
     intentions: dict[str, k8s.apiextensions.CustomResource]  # by destination service
 
-    def __init__(self, name: str, args: MeshConfigArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        gate = args.step.apply(lambda _: list(args.after))
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=gate))
+    def __init__(self, name: str, args: ConfigEntriesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        gate = args.gate
+        opts = gate.component(opts)
+        # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:mesh_config:MeshConfig", name, None, opts)
         fleet = self.fleet = args.fleet
 
@@ -118,7 +118,7 @@ class MeshConfig(pulumi.ComponentResource):
                 name=entry_name,
                 namespace=namespace,
                 parent=self,
-                depends_on=after(gate, *first),
+                depends_on=gate.on(*first),
             )
 
         self.mesh = entry("mesh", mesh(entries.mesh(Step(target=args.target))), "mesh", args.global_namespace)
@@ -132,7 +132,7 @@ class MeshConfig(pulumi.ComponentResource):
         self.service_defaults = {}
         for s in fleet.services:
             callers_allowed = [self.intentions[s.name]] if s.name in self.intentions else []
-            spec = args.step.apply(lambda st, n=s.name: service_defaults(entries.service_defaults(fleet, st, n)))
+            spec = gate.step.apply(lambda st, n=s.name: service_defaults(entries.service_defaults(fleet, st, n)))
             self.service_defaults[s.name] = entry(
                 f"{s.name}-defaults",
                 spec,

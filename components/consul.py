@@ -41,7 +41,10 @@ def lb_address(status: k8s.core.v1.outputs.ServiceStatus | None) -> str | None:
 
 
 class Consul(pulumi.ComponentResource):
-    """The Consul servers, connect injector, CNI plugin, API gateway controller, catalog sync, DNS and UI."""
+    """The Consul servers, connect injector, CNI plugin, API gateway controller, catalog sync, DNS and UI.
+
+    The Kubernetes provider comes through `opts` (`providers`), and every child inherits it.
+    """
 
     release: k8s.helm.v3.Release
     namespace: str
@@ -50,8 +53,9 @@ class Consul(pulumi.ComponentResource):
     ui: pulumi.Output[str]  # a port-forward command (ClusterIP) or the load balancer's URL
 
     def __init__(self, name: str, args: ConsulArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:consul:Consul", name, None, opts)
-        provider, s = args.target.provider, args.settings
+        s = args.settings
         self.namespace = NAMESPACE
         self.datacenter = args.settings.datacenter
         self.bootstrap_token_secret = f"{NAMESPACE}/{BOOTSTRAP_TOKEN_SECRET}"
@@ -62,7 +66,7 @@ class Consul(pulumi.ComponentResource):
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": NAMESPACE},
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(args.target.ready)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.target.ready)),
         )
         # On eks target.ready holds the load balancer controller and the default StorageClass the
         # servers' volumes need. Being a dependent of the controller means the release is uninstalled
@@ -79,7 +83,7 @@ class Consul(pulumi.ComponentResource):
                 values=chart_values(args.settings).to_helm(),
                 timeout=900,  # servers wait for volumes, ACL and TLS init jobs run first
             ),
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(args.target.ready)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.target.ready)),
         )
 
         lb_services = [
@@ -102,7 +106,7 @@ class Consul(pulumi.ComponentResource):
             service = k8s.core.v1.Service.get(
                 f"{name}-ui-service",
                 self.release.id.apply(lambda _: f"{NAMESPACE}/{UI_SERVICE}"),
-                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.release]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
             self.ui = service.status.apply(
                 lambda st: f"https://{addr}" if (addr := lb_address(st)) else f"pending; meanwhile: {ui_port_forward()}"

@@ -9,14 +9,18 @@ toK8S, clusterIP, ...): every key written must exist in the chart's values.yaml.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from migration.drain import CATALOG_WRITE_INTERVAL_S
 
-Platform = Literal["eks", "kubernetes"]
+from .annotations import LB_SCHEME, LB_SOURCE_RANGES, LB_TARGET_TYPE, LB_TYPE
+
+if TYPE_CHECKING:  # a type only: these values stay plain data, with no Pulumi import
+    from .target import Platform
+
 UiExposure = Literal["clusterIP", "internal", "public"]
 Scheme = Literal["internet-facing", "internal"]
 
@@ -26,11 +30,6 @@ FULLNAME = "consul"
 BOOTSTRAP_TOKEN_SECRET = f"{FULLNAME}-bootstrap-acl-token"
 UI_SERVICE = f"{FULLNAME}-ui"
 
-# Annotations the AWS Load Balancer Controller reads on a Service (docs/guide/service/annotations.md).
-LB_TYPE = "service.beta.kubernetes.io/aws-load-balancer-type"
-LB_TARGET_TYPE = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"
-LB_SCHEME = "service.beta.kubernetes.io/aws-load-balancer-scheme"
-LB_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
 # What the gateway controller copies from a Gateway to the Service it creates for it. A key the
 # Gateway does not carry is simply not copied, so the list does not depend on the gateway config.
 GATEWAY_COPIED_ANNOTATIONS = (LB_TYPE, LB_TARGET_TYPE, LB_SCHEME, LB_SOURCE_RANGES)

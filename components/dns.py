@@ -11,15 +11,16 @@ CoreDNS's `reload` plugin picks the change up without a restart.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from migration.drain import CONSUL_ZONE_CACHE_S
+
+from .annotations import PATCH_FORCE
+from .target import ClusterTarget, Platform
 
 # The `.:53` server block each platform ships (EKS CoreDNS add-on; kubeadm, which kind uses),
 # unchanged so that cluster DNS behaves exactly as before.
@@ -70,7 +71,7 @@ _KUBEADM_DEFAULT = """\
 """
 
 
-def corefile(platform: Literal["eks", "kubernetes"], consul_dns_ip: str, domain: str = "consul") -> str:
+def corefile(platform: Platform, consul_dns_ip: str, domain: str = "consul") -> str:
     """The cluster's default Corefile plus a server block sending `<domain>` queries to Consul DNS.
 
     The block's cache keeps an answer at most `CONSUL_ZONE_CACHE_S`: a version being deleted keeps
@@ -85,37 +86,41 @@ def corefile(platform: Literal["eks", "kubernetes"], consul_dns_ip: str, domain:
 
 @dataclass
 class ConsulDnsArgs:
-    platform: Literal["eks", "kubernetes"]
-    provider: k8s.Provider
+    # The platform, the cluster's name (eks) and its readiness: on eks the nodes are up by then, so
+    # the add-on can turn ACTIVE. The Kubernetes provider comes through opts.
+    target: ClusterTarget
     consul_dns_ip: str
-    cluster_name: pulumi.Input[str] | None = None  # eks
     coredns_addon_version: str | None = None  # eks
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
 
 
 class ConsulDnsForwarding(pulumi.ComponentResource):
-    """Owns the cluster's Corefile: the CoreDNS add-on on eks, the `coredns` ConfigMap elsewhere."""
+    """Owns the cluster's Corefile: the CoreDNS add-on on eks, the `coredns` ConfigMap elsewhere.
+
+    The Kubernetes provider comes through `opts` (`providers`), and every child inherits it.
+    """
 
     corefile: str
 
     def __init__(self, name: str, args: ConsulDnsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:dns:ConsulDnsForwarding", name, None, opts)
-        self.corefile = corefile(args.platform, args.consul_dns_ip)
-        if args.platform == "eks":
-            if args.cluster_name is None or args.coredns_addon_version is None:
-                raise ValueError("platform eks needs cluster_name and coredns_addon_version")
+        target = args.target
+        self.corefile = corefile(target.platform, args.consul_dns_ip)
+        if target.platform == "eks":
+            if target.cluster_name is None or args.coredns_addon_version is None:
+                raise ValueError("platform eks needs the cluster's name and coredns_addon_version")
             # Adopts the CoreDNS that EKS bootstraps (OVERWRITE); `preserve` keeps cluster DNS running
             # if this resource is ever deleted. Waits for the nodes (through depends_on) to turn ACTIVE.
             aws.eks.Addon(
                 f"{name}-coredns",
-                cluster_name=args.cluster_name,
+                cluster_name=target.cluster_name,
                 addon_name="coredns",
                 addon_version=args.coredns_addon_version,
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 configuration_values=json.dumps({"corefile": self.corefile}),
                 preserve=True,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(target.ready)),
             )
         else:
             # kubeadm wrote data.Corefile; patchForce takes that one field over. On delete the Corefile
@@ -125,11 +130,9 @@ class ConsulDnsForwarding(pulumi.ComponentResource):
                 metadata={
                     "name": "coredns",
                     "namespace": "kube-system",
-                    "annotations": {"pulumi.com/patchForce": "true"},
+                    "annotations": {PATCH_FORCE: "true"},
                 },
                 data={"Corefile": self.corefile},
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.provider, depends_on=list(args.depends_on), retain_on_delete=True
-                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(target.ready), retain_on_delete=True),
             )
         self.register_outputs({"corefile": self.corefile})

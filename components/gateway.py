@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .annotations import LB_SOURCE_RANGES, WAIT_FOR
 from .consul import Consul, lb_address
-from .consul_values import LB_SOURCE_RANGES, Platform, Scheme, nlb_annotations
+from .consul_values import Scheme, nlb_annotations
 from .crds import custom_resource
 from .crds import gateway_api as gw
 from .crds.consul import IntentionDestination, IntentionSource, RouteTimeoutFilter, ServiceIntentions
-from .target import ClusterTarget
+from .target import ClusterTarget, Platform
 
 GATEWAY_NAME = "api-gateway"  # also the Consul service name the intentions allow, and the Service's name
 GATEWAY_CLASS = "consul"  # the class the chart installs
@@ -104,7 +105,10 @@ def route_spec(service: str, port: int, gateway_namespace: str, timeout_filter: 
 
 
 class ApiGateway(pulumi.ComponentResource):
-    """The gateway, its route to the exposed service, and the intentions that let traffic through."""
+    """The gateway, its route to the exposed service, and the intentions that let traffic through.
+
+    The Kubernetes provider comes through `opts` (`providers`), and every child inherits it.
+    """
 
     namespaces: dict[str, k8s.core.v1.Namespace]  # the service namespaces; demo services go into these
     gateway: k8s.apiextensions.CustomResource
@@ -113,54 +117,71 @@ class ApiGateway(pulumi.ComponentResource):
     url: pulumi.Output[str]
 
     def __init__(self, name: str, args: ApiGatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:gateway:ApiGateway", name, None, opts)
-        provider = args.target.provider
-        consul = args.consul
-        after_consul = [consul.release]  # the chart installs the CRDs and the controllers acting on them
+        self._name, self._args = name, args
+        # The chart installs the CRDs and the controllers acting on them.
+        self._after_consul: list[pulumi.Resource] = [args.consul.release]
+        self.namespaces = self._namespaces()
+        self.gateway = self._gateway()
+        timeout, self.route = self._route()
+        intentions = self._intentions()
+        self.url = self._url()
+        # What a request through the gateway needs in place: the postcheck waits for these.
+        self.objects = [self.gateway, timeout, self.route, intentions]
+        self.register_outputs({"url": self.url})
 
-        self.namespaces = {
+    def _namespaces(self) -> dict[str, k8s.core.v1.Namespace]:
+        args = self._args
+        return {
             ns: k8s.core.v1.Namespace(
-                f"{name}-namespace-{ns}",
-                metadata={"name": ns},
-                opts=pulumi.ResourceOptions(parent=self, provider=provider),
+                f"{self._name}-namespace-{ns}", metadata={"name": ns}, opts=pulumi.ResourceOptions(parent=self)
             )
             for ns in sorted(set(args.route_namespaces) | {args.service_namespace})
         }
-        service_ns = self.namespaces[args.service_namespace].metadata["name"]
 
-        self.gateway = custom_resource(
-            f"{name}-gateway",
+    def _gateway(self) -> k8s.apiextensions.CustomResource:
+        """The Gateway in Consul's namespace: Consul's controller makes its Deployment and Service."""
+        args = self._args
+        return custom_resource(
+            f"{self._name}-gateway",
             gateway_spec(args.route_namespaces),
             name=GATEWAY_NAME,
-            namespace=consul.namespace,
+            namespace=args.consul.namespace,
             annotations={
                 **gateway_annotations(args.target.platform, args.scheme, args.allowed_cidrs),
-                "pulumi.com/waitFor": wait_for(args.target.platform),
+                WAIT_FOR: wait_for(args.target.platform),
             },
-            provider=provider,
             parent=self,
-            depends_on=after_consul,
+            depends_on=self._after_consul,
         )
+
+    def _route(self) -> tuple[k8s.apiextensions.CustomResource, k8s.apiextensions.CustomResource]:
+        """The HTTPRoute to the exposed service, and the timeout filter it references (created first)."""
+        args = self._args
         timeout = custom_resource(
-            f"{name}-timeout",
+            f"{self._name}-timeout",
             RouteTimeoutFilter(request_timeout=REQUEST_TIMEOUT, idle_timeout=IDLE_TIMEOUT),
             name=f"{args.service}-timeout",
             namespace=args.service_namespace,
-            provider=provider,
             parent=self,
-            depends_on=[*after_consul, self.namespaces[args.service_namespace]],
+            depends_on=[*self._after_consul, self.namespaces[args.service_namespace]],
         )
-        self.route = custom_resource(
-            f"{name}-route",
-            route_spec(args.service, args.service_port, consul.namespace, f"{args.service}-timeout"),
+        route = custom_resource(
+            f"{self._name}-route",
+            route_spec(args.service, args.service_port, args.consul.namespace, f"{args.service}-timeout"),
             name=args.service,
-            namespace=service_ns,
-            provider=provider,
+            namespace=self.namespaces[args.service_namespace].metadata["name"],
             parent=self,
-            depends_on=[*after_consul, timeout],  # the filter it references exists first
+            depends_on=[*self._after_consul, timeout],  # the filter it references exists first
         )
-        intentions = custom_resource(
-            f"{name}-intentions",
+        return timeout, route
+
+    def _intentions(self) -> k8s.apiextensions.CustomResource:
+        """`api-gateway` may call the exposed service."""
+        args = self._args
+        return custom_resource(
+            f"{self._name}-intentions",
             ServiceIntentions(
                 destination=IntentionDestination(name=args.service),
                 sources=[
@@ -171,22 +192,20 @@ class ApiGateway(pulumi.ComponentResource):
             ),
             name=args.service,
             namespace=args.service_namespace,
-            provider=provider,
             parent=self,
-            depends_on=[*after_consul, self.namespaces[args.service_namespace]],
+            depends_on=[*self._after_consul, self.namespaces[args.service_namespace]],
         )
 
-        # The controller's Service for this Gateway; the id waits for the Gateway, so a preview that
-        # creates the Gateway does not read a Service that does not exist yet.
+    def _url(self) -> pulumi.Output[str]:
+        """The gateway's address, read from the controller's Service for this Gateway. The id waits for
+        the Gateway, so a preview that creates the Gateway does not read a Service that does not exist yet."""
+        namespace = self._args.consul.namespace
         service = k8s.core.v1.Service.get(
-            f"{name}-service",
-            self.gateway.id.apply(lambda _: f"{consul.namespace}/{GATEWAY_NAME}"),
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.gateway]),
+            f"{self._name}-service",
+            self.gateway.id.apply(lambda _: f"{namespace}/{GATEWAY_NAME}"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]),
         )
-        forward = f"kubectl -n {consul.namespace} port-forward svc/{GATEWAY_NAME} 8080:80"
-        self.url = service.status.apply(
+        forward = f"kubectl -n {namespace} port-forward svc/{GATEWAY_NAME} 8080:80"
+        return service.status.apply(
             lambda st: f"http://{addr}" if (addr := lb_address(st)) else f"http://localhost:8080 after: {forward}"
         )
-        # What a request through the gateway needs in place: the postcheck waits for these.
-        self.objects = [self.gateway, timeout, self.route, intentions]
-        self.register_outputs({"url": self.url})

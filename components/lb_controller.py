@@ -16,15 +16,15 @@ skip_await), so a Service created after it is reconciled at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from .cluster import irsa_trust_policy
+from .annotations import IRSA_ROLE_ARN
+from .cluster import EksCluster, irsa_trust_policy
 from .lb_controller_policy import controller_policy_json
 
 CHART = "aws-load-balancer-controller"
@@ -36,15 +36,11 @@ SERVICE_ACCOUNT = "aws-load-balancer-controller"  # the subject the role trusts;
 
 @dataclass
 class LoadBalancerControllerArgs:
-    provider: k8s.Provider
-    cluster_name: pulumi.Input[str]
-    region: str
-    vpc_id: pulumi.Input[str]
-    oidc_provider_arn: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]
+    # The cluster whole (as pulumi-eks's Addon takes it): its name, region, partition, VPC and OIDC
+    # provider for the role's trust, and the node group its pods run on. Its Kubernetes provider
+    # comes through opts.
+    cluster: EksCluster
     chart_version: str
-    partition: str = "aws"
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)  # the nodes its pods run on
 
 
 def chart_values(
@@ -58,7 +54,7 @@ def chart_values(
         "serviceAccount": {
             "create": True,
             "name": SERVICE_ACCOUNT,
-            "annotations": {"eks.amazonaws.com/role-arn": role_arn},
+            "annotations": {IRSA_ROLE_ARN: role_arn},
         },
         # Reuse the webhook's TLS Secret on upgrade instead of a new CA on every values change.
         "keepTLSSecret": True,
@@ -77,21 +73,30 @@ def chart_values(
 
 
 class LoadBalancerController(pulumi.ComponentResource):
+    """The controller's IAM policy and IRSA role, and its Helm release on the cluster's nodes.
+
+    The Kubernetes provider comes through `opts` (`providers`), and every child inherits it.
+    """
+
     release: k8s.helm.v3.Release
     role_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: LoadBalancerControllerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:lb_controller:LoadBalancerController", name, None, opts)
+        cluster = args.cluster
         child = pulumi.ResourceOptions(parent=self)
         policy = aws.iam.Policy(
             f"{name}-policy",
             description="AWS Load Balancer Controller: the project's official policy, action for action",
-            policy=controller_policy_json(args.partition),
+            policy=controller_policy_json(cluster.partition),
             opts=child,
         )
         role = aws.iam.Role(
             f"{name}-role",
-            assume_role_policy=irsa_trust_policy(args.oidc_provider_arn, args.oidc_issuer, NAMESPACE, SERVICE_ACCOUNT),
+            assume_role_policy=irsa_trust_policy(
+                cluster.oidc_provider_arn, cluster.oidc_issuer, NAMESPACE, SERVICE_ACCOUNT
+            ),
             opts=child,
         )
         attachment = aws.iam.RolePolicyAttachment(f"{name}-policy", role=role.name, policy_arn=policy.arn, opts=child)
@@ -104,9 +109,10 @@ class LoadBalancerController(pulumi.ComponentResource):
                 version=args.chart_version,
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPO),
                 namespace=NAMESPACE,
-                values=chart_values(args.cluster_name, args.region, args.vpc_id, role.arn),
+                values=chart_values(cluster.cluster_name, cluster.region, cluster.vpc_id, role.arn),
                 timeout=600,  # image pull and two replicas on fresh nodes
             ),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[attachment, *args.depends_on]),
+            # On the nodes its pods run on.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment, cluster.node_group]),
         )
         self.register_outputs({"roleArn": self.role_arn})

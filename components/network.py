@@ -61,13 +61,33 @@ class Network(pulumi.ComponentResource):
     availability_zones: list[str]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:network:Network", name, None, opts)
         if len(args.public_subnets) != len(args.private_subnets):
             raise ValueError("give one public and one private subnet per zone")
-        child = pulumi.ResourceOptions(parent=self)
+        self._name, self._args = name, args
         self.availability_zones = _zones(len(args.public_subnets))
-        shared = {cluster_tag(args.cluster_name): "shared"}
 
+        vpc, igw = self._vpc()
+        public, private = self._subnets(vpc, igw)
+        nats = self._nat(public, igw)
+        self._private_routes(vpc, private, nats)
+        if args.flow_log_retention_days is not None:
+            self._flow_logs(name, vpc, args)
+
+        self.vpc_id = vpc.id
+        self.public_subnet_ids = [s.id for s in public]
+        self.private_subnet_ids = [s.id for s in private]
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "publicSubnetIds": self.public_subnet_ids,
+                "privateSubnetIds": self.private_subnet_ids,
+            }
+        )
+
+    def _vpc(self) -> tuple[aws.ec2.Vpc, aws.ec2.InternetGateway]:
+        name, args = self._name, self._args
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=args.cidr,
@@ -76,8 +96,19 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{name}-vpc"},
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
-        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"{name}-igw"}, opts=child)
+        igw = aws.ec2.InternetGateway(
+            f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"{name}-igw"}, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return vpc, igw
 
+    def _subnets(
+        self, vpc: aws.ec2.Vpc, igw: aws.ec2.InternetGateway
+    ) -> tuple[list[aws.ec2.Subnet], list[aws.ec2.Subnet]]:
+        """A public and a private subnet in each zone, tagged for this cluster's load balancers; the
+        public ones route to the internet gateway."""
+        name, args = self._name, self._args
+        child = pulumi.ResourceOptions(parent=self)
+        shared = {cluster_tag(args.cluster_name): "shared"}
         public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags={"Name": f"{name}-public"}, opts=child)
         aws.ec2.Route(
             f"{name}-public-default",
@@ -115,10 +146,14 @@ class Network(pulumi.ComponentResource):
                     opts=child,
                 )
             )
+        return public, private
 
-        # One NAT gateway in the first zone (demo cost), or one per zone so that losing a zone does
-        # not cut the others off the internet.
+    def _nat(self, public: list[aws.ec2.Subnet], igw: aws.ec2.InternetGateway) -> list[aws.ec2.NatGateway]:
+        """One NAT gateway in the first zone (demo cost), or one per zone so that losing a zone does
+        not cut the others off the internet."""
+        name, args = self._name, self._args
         nat_count = len(public) if args.nat_gateways == "perAz" else 1
+        child = pulumi.ResourceOptions(parent=self)
         nats = []
         for i in range(nat_count):
             eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags={"Name": f"{name}-nat-{i}"}, opts=child)
@@ -131,8 +166,12 @@ class Network(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
                 )
             )
+        return nats
 
-        # A route table per private subnet, so switching natGateways only changes routes.
+    def _private_routes(self, vpc: aws.ec2.Vpc, private: list[aws.ec2.Subnet], nats: list[aws.ec2.NatGateway]) -> None:
+        """A route table per private subnet, so switching natGateways only changes routes."""
+        name = self._name
+        child = pulumi.ResourceOptions(parent=self)
         for i, subnet in enumerate(private):
             rt = aws.ec2.RouteTable(
                 f"{name}-private-{i}", vpc_id=vpc.id, tags={"Name": f"{name}-private-{i}"}, opts=child
@@ -141,24 +180,10 @@ class Network(pulumi.ComponentResource):
                 f"{name}-private-{i}-default",
                 route_table_id=rt.id,
                 destination_cidr_block="0.0.0.0/0",
-                nat_gateway_id=nats[i % nat_count].id,
+                nat_gateway_id=nats[i % len(nats)].id,
                 opts=child,
             )
             aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=rt.id, opts=child)
-
-        if args.flow_log_retention_days is not None:
-            self._flow_logs(name, vpc, args)
-
-        self.vpc_id = vpc.id
-        self.public_subnet_ids = [s.id for s in public]
-        self.private_subnet_ids = [s.id for s in private]
-        self.register_outputs(
-            {
-                "vpcId": self.vpc_id,
-                "publicSubnetIds": self.public_subnet_ids,
-                "privateSubnetIds": self.private_subnet_ids,
-            }
-        )
 
     def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:
         """Accepted and rejected traffic of the whole VPC, into a log group only this flow log writes."""

@@ -9,7 +9,7 @@ A version being deleted keeps serving for `drain.PRE_STOP_S` (migration/drain.py
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -18,26 +18,11 @@ import pulumi_kubernetes as k8s
 from migration import drain
 from migration.fleet import Fleet
 from migration.phases import Phase
-from migration.step import Step
 from migration.workloads import Workload, catalog_synced, workloads
 
-from .config_entries import MeshConfig
-from .target import after
-
-INJECT = "consul.hashicorp.com/connect-inject"
-TRANSPARENT_PROXY = "consul.hashicorp.com/transparent-proxy"
-# The app of a migrating service's mesh version listens on localhost only; the injector rewrites
-# its HTTP probes to go through Envoy, which forwards them to localhost.
-OVERWRITE_PROBES = "consul.hashicorp.com/transparent-proxy-overwrite-probes"
-# The pod's DNS goes to Consul DNS (through the dataplane), so <up>.virtual.consul resolves.
-CONSUL_DNS = "consul.hashicorp.com/consul-dns"
-# consul-k8s v2.0.3 catalog sync (control-plane/catalog/to-consul/resource.go, shouldSync) skips a
-# Service annotated false.
-SERVICE_SYNC = "consul.hashicorp.com/service-sync"
-# consul-dataplane drains its listeners at SIGTERM but keeps accepting connections for this long,
-# then quits (consul-dataplane release/2.0.x pkg/consuldp/lifecycle.go, gracefulShutdown; the chart
-# default is 30 s): it must outlive the app's preStop, and the pod's grace period ends it.
-SIDECAR_SHUTDOWN_GRACE = "consul.hashicorp.com/sidecar-proxy-lifecycle-shutdown-grace-period-seconds"
+from .annotations import CONSUL_DNS, INJECT, OVERWRITE_PROBES, SERVICE_SYNC, SIDECAR_SHUTDOWN_GRACE, TRANSPARENT_PROXY
+from .config_entries import ConfigEntries
+from .target import Gate
 
 HEALTH_PATH = "/health"  # fake-service answers 200 here
 RUN_AS_USER = 1000  # the image has no USER (root); its static binary runs as any user
@@ -67,11 +52,10 @@ def env(w: Workload) -> dict[str, str]:
 class DemoServicesArgs:
     fleet: Fleet
     target: Mapping[str, Phase]
-    step: pulumi.Output[Step]  # the phase guard's verdict: nothing is registered before it passed
+    gate: Gate  # the phase guard's verdict (nothing is registered before it passed), the platform and Consul
     image: str
     namespaces: Mapping[str, k8s.core.v1.Namespace]  # by name; must hold every service's namespace
-    after: Sequence[pulumi.Resource]  # the platform's readiness and the Consul release
-    config: MeshConfig  # the config entries each mesh version waits for
+    config: ConfigEntries  # the config entries each mesh version waits for
 
 
 def _security_context() -> k8s.core.v1.SecurityContextArgs:
@@ -147,13 +131,11 @@ class DemoServices(pulumi.ComponentResource):
     services: dict[str, k8s.core.v1.Service]  # by service name
 
     def __init__(self, name: str, args: DemoServicesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(depends_on=args.step.apply(lambda _: list(args.after)))
-        )
+        gate = args.gate
+        opts = gate.component(opts)
         # Children wait for the guard itself; what they need of Consul they reach through their config
-        # entries (a mesh version waits for its ServiceDefaults, which waits for the release). Fewer
-        # edges per object keep a fleet of hundreds of services quick to evaluate.
-        gate = args.step.apply(lambda _: [])
+        # entries (a mesh version waits for its ServiceDefaults, which waits for the release).
+        # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:services:DemoServices", name, None, opts)
         self.deployments = {}
         self.services = {}
@@ -162,7 +144,7 @@ class DemoServices(pulumi.ComponentResource):
         for s in args.fleet.services:
             ns = args.namespaces[s.namespace]
             meta = k8s.meta.v1.ObjectMetaArgs(name=s.name, namespace=s.namespace, labels={"app": s.name})
-            child = pulumi.ResourceOptions(parent=self, depends_on=after(gate, ns))
+            child = pulumi.ResourceOptions(parent=self, depends_on=gate.verdict(ns))
             accounts[s.name] = k8s.core.v1.ServiceAccount(f"{name}-{s.name}-account", metadata=meta, opts=child)
             # One Service for every version: in permissive both api-v1 and api-v2 serve behind `api`.
             service_meta = meta
@@ -193,6 +175,6 @@ class DemoServices(pulumi.ComponentResource):
                     name=w.name, namespace=s.namespace, labels={"app": s.name, "version": w.version}
                 ),
                 spec=deployment_spec(w, args.image),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after(gate, *needs)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=gate.verdict(*needs)),
             )
         self.register_outputs({})

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.checks import CHECK_LABEL
+from components.annotations import CHECK_LABEL
 from migration.fleet import Fleet
 from migration.phases import describe
 from migration.plan import config_commands

@@ -12,7 +12,7 @@ import pulumi
 
 from components.checks import MeshChecks, MeshChecksArgs
 from components.cluster import EksCluster, EksClusterArgs, eks_cluster_name
-from components.config_entries import MeshConfig, MeshConfigArgs
+from components.config_entries import ConfigEntries, ConfigEntriesArgs
 from components.consul import Consul, ConsulArgs
 from components.consul_values import ConsulSettings
 from components.dns import ConsulDnsArgs, ConsulDnsForwarding
@@ -20,7 +20,7 @@ from components.gateway import ApiGateway, ApiGatewayArgs
 from components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.network import Network, NetworkArgs
 from components.services import DemoServices, DemoServicesArgs
-from components.target import ClusterTarget, ExistingCluster, ExistingClusterArgs
+from components.target import ClusterTarget, ExistingCluster, ExistingClusterArgs, Gate
 from meshcheck.expectation import Settings
 from migration.step import Step, dialed_directly
 
@@ -91,9 +91,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
         EksClusterArgs(
             cluster_name=name,
             kubernetes_version=v.kubernetes,
-            vpc_id=network.vpc_id,
-            public_subnet_ids=network.public_subnet_ids,
-            private_subnet_ids=network.private_subnet_ids,
+            network=network,
             instance_types=list(c.instance_types),
             capacity_type=c.capacity_type,
             min_size=c.min_size,
@@ -111,17 +109,8 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
     )
     controller = LoadBalancerController(
         "lb-controller",
-        LoadBalancerControllerArgs(
-            provider=cluster.provider,
-            cluster_name=cluster.cluster_name,
-            region=cluster.region,
-            vpc_id=network.vpc_id,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer=cluster.oidc_issuer,
-            chart_version=v.lb_controller_chart,
-            partition=cluster.partition,
-            depends_on=[cluster.node_group],
-        ),
+        LoadBalancerControllerArgs(cluster=cluster, chart_version=v.lb_controller_chart),
+        opts=pulumi.ResourceOptions(providers=[cluster.provider]),
     )
     outputs["clusterName"] = cluster.cluster_name
     outputs["vpcId"] = network.vpc_id
@@ -158,17 +147,12 @@ def _consul(cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any]) ->
                 demo_prometheus=c.demo_prometheus,
             ),
         ),
+        opts=target.providers(),
     )
     ConsulDnsForwarding(
         "consul-dns",
-        ConsulDnsArgs(
-            platform=cfg.platform,
-            provider=target.provider,
-            consul_dns_ip=str(c.dns_cluster_ip),
-            cluster_name=target.cluster_name,
-            coredns_addon_version=v.coredns_addon,
-            depends_on=target.ready,  # on eks: nodes are up, so the add-on can turn ACTIVE
-        ),
+        ConsulDnsArgs(target=target, consul_dns_ip=str(c.dns_cluster_ip), coredns_addon_version=v.coredns_addon),
+        opts=target.providers(),
     )
     outputs["consulUi"] = consul.ui
     outputs["bootstrapTokenSecret"] = consul.bootstrap_token_secret
@@ -190,6 +174,7 @@ def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Consul, outputs: d
             service_namespace=exposed.ns,
             route_namespaces=[s.ns for s in cfg.services],
         ),
+        opts=target.providers(),
     )
     outputs["gatewayUrl"] = gateway.url
     return gateway
@@ -212,8 +197,8 @@ def _migration(
     # A refused step fails `gate`, so no migration object is registered and none changes. The
     # platform's readiness (the LB controller, which must outlive the Services on destroy) and the
     # Consul release (CRDs, injector, controllers) come first too.
-    first: list[pulumi.Resource] = [*target.ready, consul.release]
-    children = pulumi.ResourceOptions(providers=[target.provider])
+    first = Gate(step, [*target.ready, consul.release])
+    children = target.providers()
     checks = None
     if cfg.verify.enabled:
         checks = MeshChecks(
@@ -221,24 +206,22 @@ def _migration(
             MeshChecksArgs(
                 fleet=fleet,
                 target=phases,
-                step=step,
+                gate=first,
                 settings=check_settings(cfg),
                 image=cfg.versions.check_image,
                 namespaces=gateway.namespaces,
-                after=first,
             ),
             opts=children,
         )
-    config = MeshConfig(
+    config = ConfigEntries(
         "mesh-config",
-        MeshConfigArgs(
+        ConfigEntriesArgs(
             fleet=fleet,
             target=phases,
-            step=step,
+            # The precheck reads the callers before any entry can tighten what they reach.
+            gate=first.then(checks.precheck) if checks else first,
             global_namespace=consul.namespace,
             namespaces=gateway.namespaces,
-            # The precheck reads the callers before any entry can tighten what they reach.
-            after=[*first, checks.precheck] if checks else first,
         ),
         opts=children,
     )
@@ -247,10 +230,9 @@ def _migration(
         DemoServicesArgs(
             fleet=fleet,
             target=phases,
-            step=step,
+            gate=first,
             image=cfg.versions.fake_service_image,
             namespaces=gateway.namespaces,
-            after=first,
             config=config,
         ),
         opts=children,

@@ -8,17 +8,31 @@ typo or an unknown field fails when the model is built, before anything reaches 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
-# pulumi-kubernetes reads this annotation to decide when a custom resource is ready.
-WAIT_FOR = "pulumi.com/waitFor"
+from ..annotations import WAIT_FOR
+
+# A Kubernetes object name (a DNS-1123 label), as the CRDs' name fields take it.
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 
 
-class CrdSpec(BaseModel):
+class _Model(BaseModel):
+    """Every part of a CRD model: snake_case in Python, camelCase in the CRD, unknown fields refused.
+
+    Where to_camel misspells an acronym (mutualTLSMode) or a key is a Python keyword (`from`), the
+    field names the key as validation and serialization alias, not `alias`, so that type checkers
+    keep the Python name in the constructor.
+    """
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class CrdSpec(_Model):
     """A custom resource's spec. API_VERSION and KIND name the CRD; FIXED_NAME, when set, is the only
     metadata.name the controller accepts (Consul's Mesh must be `mesh`, ProxyDefaults `global`).
     WAIT_FOR, when set, is the `pulumi.com/waitFor` condition that makes the object count as created
@@ -40,8 +54,7 @@ def custom_resource(
     kind: type[CrdSpec] | None = None,
     name: str,
     namespace: pulumi.Input[str],
-    parent: pulumi.Resource,
-    provider: k8s.Provider | None = None,  # None: the parent's, through its `providers`
+    parent: pulumi.Resource,  # its Kubernetes provider is the object's, through the parent's `providers`
     depends_on: pulumi.Input[Sequence[pulumi.Input[pulumi.Resource]]] | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
@@ -49,7 +62,7 @@ def custom_resource(
     """The Kubernetes object for `spec`, named `name` in `namespace`.
 
     `spec` may be an Output (a spec that depends on the deployed phases); `kind` then names its
-    model class. provider, parent and depends_on are the caller's: every such object waits for the
+    model class. parent and depends_on are the caller's: every such object waits for the
     Consul release (its CRDs and controllers) and, for migration objects, for the phase guard.
     """
     if isinstance(spec, pulumi.Output):
@@ -73,5 +86,5 @@ def custom_resource(
         kind=model.KIND,
         metadata=metadata,
         spec=spec.apply(lambda s: s.to_spec()) if isinstance(spec, pulumi.Output) else spec.to_spec(),
-        opts=pulumi.ResourceOptions(provider=provider, parent=parent, depends_on=depends_on),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
     )

@@ -1,4 +1,4 @@
-"""Typed Consul config entries (consul.hashicorp.com/v1alpha1); crd.custom_resource builds the objects.
+"""Typed Consul config entries (consul.hashicorp.com/v1alpha1); crds.custom_resource builds the objects.
 
 Only the fields this program sets are modelled; each was checked against the consul-k8s CRD schema
 (types, required fields, and the values the field descriptions allow where the schema has no enum).
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-from . import CrdSpec
+from . import CrdSpec, Name, _Model
 
 API_VERSION = "consul.hashicorp.com/v1alpha1"
 
@@ -22,17 +21,9 @@ MutualTLSMode = Literal["permissive", "strict"]
 IntentionAction = Literal["allow", "deny"]
 # The CRDs mark timeouts `format: duration`: a Go duration such as "10s" or "1m30s".
 Duration = Annotated[str, Field(pattern=r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 
 
-class _Model(BaseModel):
-    # snake_case in Python, camelCase in the CRD. Where to_camel misspells an acronym (mutualTLSMode)
-    # the field names the key as validation and serialization alias, not `alias`, so that type
-    # checkers keep the Python name in the constructor.
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
-
-
-class Spec(_Model, CrdSpec):
+class Spec(CrdSpec):
     """A config entry's spec.
 
     It counts as created once consul-k8s has written it to Consul: its config-entry controller

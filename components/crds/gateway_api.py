@@ -3,28 +3,22 @@
 Only the fields we set are modelled, each checked against the CRD schema the consul-k8s chart
 installs (served as v1 and v1beta1). No ReferenceGrant: the HTTPRoute lives in its backend
 Service's namespace, and a route's parentRef to a Gateway in another namespace is admitted by the
-Gateway's allowedRoutes, not by a grant. crd.custom_resource turns a model into the object.
+Gateway's allowedRoutes, not by a grant. crds.custom_resource turns a model into the object.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-from . import CrdSpec
+from . import CrdSpec, Name, _Model
 
 API_VERSION = "gateway.networking.k8s.io/v1"
-Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=AliasGenerator(serialization_alias=to_camel), frozen=True, extra="forbid")
-
-
-class Spec(_Model, CrdSpec):
+class Spec(CrdSpec):
     API_VERSION: ClassVar[str] = API_VERSION
 
 
@@ -42,7 +36,7 @@ class LabelSelector(_Model):
 
 
 class RouteNamespaces(_Model):
-    from_: Literal["All", "Same", "Selector"] = Field(serialization_alias="from")
+    from_: Literal["All", "Same", "Selector"] = Field(validation_alias="from", serialization_alias="from")
     selector: LabelSelector | None = None
 
 

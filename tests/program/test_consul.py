@@ -6,14 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.consul_values import (
-    GATEWAY_COPIED_ANNOTATIONS,
-    LB_SCHEME,
-    LB_TARGET_TYPE,
-    LB_TYPE,
-    ConsulSettings,
-    chart_values,
-)
+from components.annotations import LB_SCHEME, LB_TARGET_TYPE, LB_TYPE
+from components.consul_values import GATEWAY_COPIED_ANNOTATIONS, ConsulSettings, chart_values
 from migration.phases import PHASE_NAMES
 from program.versions import CONSUL_CHART, CONSUL_DATAPLANE_IMAGE, CONSUL_IMAGE, CONSUL_K8S_IMAGE
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.consul_values import LB_SCHEME, LB_SOURCE_RANGES, LB_TARGET_TYPE, LB_TYPE
+from components.annotations import LB_SCHEME, LB_SOURCE_RANGES, LB_TARGET_TYPE, LB_TYPE
 
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
 ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
