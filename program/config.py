@@ -6,12 +6,9 @@ snake_case here. Unknown keys are errors, so a typo never silently falls back to
 
 from __future__ import annotations
 
-import contextlib
-import difflib
 import ipaddress
 import json
 import re
-import shlex
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -23,13 +20,19 @@ from migration.fleet import Fleet, FleetError, Problem, Service, check_graph
 from migration.phases import Phase
 from migration.step import Step, check_step
 
-from . import versions
+from . import config_errors, versions
 
 PROJECT = "consul-mesh-migration"
 
 Cidr = ipaddress.IPv4Network
-_DNS_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
-DnsLabel = Annotated[str, Field(pattern=_DNS_LABEL)]
+# A pattern's description is what a bad value's error line says the value must be (config_errors.py).
+DnsLabel = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="a DNS label: up to 63 lowercase letters, digits and '-', starting with a letter",
+    ),
+]
 
 
 class ConfigError(pulumi.RunError):
@@ -106,8 +109,20 @@ class NetworkConfig(_Model):
 
 LogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
 _PRIVATE_RANGES = [Cidr("10.0.0.0/8"), Cidr("172.16.0.0/12"), Cidr("192.168.0.0/16")]
-_INSTANCE_TYPE = r"^[a-z][a-z0-9-]*\.[0-9a-z]+$"
-_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
+InstanceType = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z][a-z0-9-]*\.[0-9a-z]+$",
+        description="an EC2 instance type, family.size in lowercase, such as t3.large or m6i.xlarge",
+    ),
+]
+RoleArn = Annotated[
+    str,
+    Field(
+        pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$",
+        description="an IAM role ARN such as arn:aws:iam::123456789012:role/platform-admins",
+    ),
+]
 # The VPC CNI gives every pod a VPC address; these sizes have 4 (eni-max-pods), all taken by the
 # DaemonSets every node runs (aws-node, kube-proxy, ebs-csi-node, consul-cni).
 _TOO_SMALL_SIZES = ("nano", "micro")
@@ -149,13 +164,11 @@ class ClusterConfig(_Model):
 
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
     # Unset: SPOT_INSTANCE_TYPES with capacity type SPOT (_default_instance_types), else these.
-    instance_types: list[Annotated[str, Field(pattern=_INSTANCE_TYPE)]] = Field(
-        default_factory=lambda: list(ON_DEMAND_INSTANCE_TYPES), min_length=1
-    )
+    instance_types: list[InstanceType] = Field(default_factory=lambda: list(ON_DEMAND_INSTANCE_TYPES), min_length=1)
     min_size: int = Field(default=2, ge=1, le=100)
     desired_size: int = Field(default=2, ge=1, le=100)
     max_size: int = Field(default=3, ge=1, le=100)
-    admin_role_arns: list[Annotated[str, Field(pattern=_ROLE_ARN)]] = Field(default_factory=list)
+    admin_role_arns: list[RoleArn] = Field(default_factory=list)
     public_access_cidrs: list[Cidr] = Field(default_factory=lambda: [Cidr("0.0.0.0/0")], min_length=1)
     log_types: list[LogType] = Field(default_factory=lambda: ["api", "audit", "authenticator"])
     service_cidr: Cidr = Cidr("172.20.0.0/16")
@@ -345,23 +358,34 @@ _IMAGE_HOST = rf"(?:(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})+|localhost)(?::\d+)?/|{_
 _IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 _DIGEST = r"@sha256:[0-9a-f]{64}"
 _IMAGE = rf"^{_IMAGE_HOST}{_IMAGE_PATH}(?::\w[\w.-]{{0,127}}(?:{_DIGEST})?|{_DIGEST})$"
-_ADDON = r"^v\d+\.\d+\.\d+-eksbuild\.\d+$"
-_K8S_MINOR = r"^1\.\d{2}$"
+Semver = Annotated[str, Field(pattern=_SEMVER, description="a release version such as 1.2.3")]
+Image = Annotated[
+    str,
+    Field(
+        pattern=_IMAGE,
+        description="an image pinned by tag or digest, such as repo/name:1.2.3, registry.example.com:5000/name:1.2.3 "
+        "or repo/name@sha256:<64 hex digits>",
+    ),
+]
+AddonBuild = Annotated[
+    str, Field(pattern=r"^v\d+\.\d+\.\d+-eksbuild\.\d+$", description="an EKS add-on build such as v1.2.3-eksbuild.1")
+]
+KubernetesMinor = Annotated[str, Field(pattern=r"^1\.\d{2}$", description='a Kubernetes minor version such as "1.35"')]
 
 
 class VersionsConfig(_Model):
-    kubernetes: Annotated[str, Field(pattern=_K8S_MINOR)] = versions.KUBERNETES
-    ebs_csi_addon: Annotated[str, Field(pattern=_ADDON)] = versions.EBS_CSI_ADDON
-    coredns_addon: Annotated[str, Field(pattern=_ADDON)] = versions.COREDNS_ADDON
-    kube_proxy_addon: Annotated[str, Field(pattern=_ADDON)] = versions.KUBE_PROXY_ADDON
-    vpc_cni_addon: Annotated[str, Field(pattern=_ADDON)] = versions.VPC_CNI_ADDON
-    lb_controller_chart: Annotated[str, Field(pattern=_SEMVER)] = versions.LB_CONTROLLER_CHART
-    consul_chart: Annotated[str, Field(pattern=_SEMVER)] = versions.CONSUL_CHART
-    consul_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CONSUL_IMAGE
-    consul_k8s_image: Annotated[str, Field(pattern=_IMAGE, alias="consulK8sImage")] = versions.CONSUL_K8S_IMAGE
-    consul_dataplane_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CONSUL_DATAPLANE_IMAGE
-    fake_service_image: Annotated[str, Field(pattern=_IMAGE)] = versions.FAKE_SERVICE_IMAGE
-    check_image: Annotated[str, Field(pattern=_IMAGE)] = versions.CHECK_IMAGE
+    kubernetes: KubernetesMinor = versions.KUBERNETES
+    ebs_csi_addon: AddonBuild = versions.EBS_CSI_ADDON
+    coredns_addon: AddonBuild = versions.COREDNS_ADDON
+    kube_proxy_addon: AddonBuild = versions.KUBE_PROXY_ADDON
+    vpc_cni_addon: AddonBuild = versions.VPC_CNI_ADDON
+    lb_controller_chart: Semver = versions.LB_CONTROLLER_CHART
+    consul_chart: Semver = versions.CONSUL_CHART
+    consul_image: Image = versions.CONSUL_IMAGE
+    consul_k8s_image: Annotated[Image, Field(alias="consulK8sImage")] = versions.CONSUL_K8S_IMAGE
+    consul_dataplane_image: Image = versions.CONSUL_DATAPLANE_IMAGE
+    fake_service_image: Image = versions.FAKE_SERVICE_IMAGE
+    check_image: Image = versions.CHECK_IMAGE
 
     @field_validator("consul_image", "consul_k8s_image", "consul_dataplane_image", "fake_service_image", "check_image")
     @classmethod
@@ -509,10 +533,6 @@ class StackConfig(_Model):
         )
 
 
-def _others(names: list[str], own: str) -> str:
-    return ", ".join(n for n in names if n != own) or "(none)"
-
-
 def _taken_cluster_ip(ip: ipaddress.IPv4Address, cidr: Cidr) -> str | None:
     """What already holds `ip` in a Service range, by the conventions EKS, kubeadm and kind follow."""
     taken = {
@@ -533,11 +553,11 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
     """Validate raw config (camelCase keys without the project prefix) or raise ConfigError."""
     unknown = [k for k in raw if k not in _KEYS]
     if unknown:
-        raise ConfigError("\n".join(_without_path(k, raw[k]) or _unknown_key(k, list(_KEYS), "") for k in unknown))
+        raise ConfigError(config_errors.unknown_keys(raw, unknown, list(_KEYS), project=PROJECT))
     try:
         return StackConfig.model_validate(dict(raw))
     except ValidationError as e:
-        raise ConfigError("\n".join(_describe(err, raw) for err in e.errors())) from None
+        raise ConfigError(config_errors.lines(e, StackConfig, project=PROJECT)) from None
 
 
 def raw_config() -> dict[str, Any]:
@@ -567,126 +587,3 @@ def project_keys(flat: Mapping[str, Any]) -> dict[str, Any]:
 def load_config() -> StackConfig:
     """Read and validate the stack config once; called before any resource is registered."""
     return parse_config(raw_config())
-
-
-def _without_path(key: str, value: Any) -> str | None:
-    """A nested key set without --path arrives as a top-level key with a dot (or [) in its name."""
-    top = re.split(r"[.\[]", key, maxsplit=1)[0]
-    if top == key or top not in _KEYS:
-        return None
-    shown = value if isinstance(value, str) else json.dumps(value)
-    return (
-        f"config {PROJECT}:{key}: set without --path, so it is a top-level key named {key!r}; run "
-        f"`pulumi config rm {shlex.quote(key)}` and `pulumi config set --path {shlex.quote(key)} {shlex.quote(shown)}`"
-    )
-
-
-def _did_you_mean(value: str, choices: list[str]) -> str:
-    """' (did you mean 'x'?)' for a wrong case (STRICT) or a near miss (permisive); '' otherwise."""
-    same = [c for c in choices if c.lower() == value.lower()]
-    close = same or difflib.get_close_matches(value, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _unknown_key(key: str, allowed: list[str], prefix: str) -> str:
-    hint = _did_you_mean(key, allowed)
-    return f"config {PROJECT}:{prefix}{key}: unknown key{hint}; allowed: {', '.join(sorted(allowed))}"
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class that holds the last element of `loc` (None for a list or a scalar)."""
-    model: Any = StackConfig
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = _field(model, part)
-        if field is None:
-            return None
-        annotation = field.annotation
-        model = next((a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)), annotation)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _field(model: Any, key: str) -> Any:
-    """The field a config key names: by its camelCase alias or its Python name."""
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        return None
-    return next((f for n, f in model.model_fields.items() if key in (n, f.alias)), None)
-
-
-def _pattern_of(loc: tuple[int | str, ...]) -> str | None:
-    field = _field(_model_at(loc), str(loc[-1])) if loc and isinstance(loc[-1], str) else None
-    return next((m.pattern for m in getattr(field, "metadata", ()) if getattr(m, "pattern", None)), None)
-
-
-def _as_string(value: float, pattern: str | None) -> str:
-    """A YAML number as the string it was meant to be: 1.3 was written 1.30 when a minor needs two digits."""
-    candidates = [str(value), *([f"{value:.2f}"] if isinstance(value, float) else [])]
-    return next((c for c in candidates if pattern and re.fullmatch(pattern, c)), candidates[0])
-
-
-def _describe(err: Any, raw: Mapping[str, Any]) -> str:
-    loc = tuple(err["loc"])
-    # A model validator reports on its whole object; its message names the keys and values itself.
-    if err["type"] == "value_error" and isinstance(err.get("input"), dict):
-        where = f"{PROJECT}:{_dotted(loc)}" if loc else PROJECT
-        return f"config {where}: {_msg(err)}"
-    key = _dotted(loc)
-    if err["type"] == "extra_forbidden":
-        model = _model_at(loc)
-        allowed = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
-        parent = _dotted(loc[:-1])
-        return _unknown_key(str(loc[-1]), allowed, f"{parent}." if parent else "")
-    if err["type"] == "model_type":
-        model = _model_at((*loc, ""))
-        keys = ", ".join(sorted(f.alias or n for n, f in model.model_fields.items())) if model else ""
-        return f"config {PROJECT}:{key}: got {err.get('input')!r}; must be an object with keys among: {keys}"
-    value = err.get("input")
-    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
-    if err["type"] == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
-        # YAML reads an unquoted 1.35 as a number (and 1.30 as 1.3).
-        return f'config {PROJECT}:{key}: got {shown}, a number; quote it: "{_as_string(value, _pattern_of(loc))}"'
-    text = f"config {PROJECT}:{key}: got {shown}; {_msg(err)}"
-    choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
-    if choices and isinstance(value, str):
-        text += _did_you_mean(value, choices)
-    elif err["type"] == "string_pattern_mismatch" and isinstance(value, str):
-        if value != value.lower() and re.fullmatch(err["ctx"]["pattern"], value.lower()):
-            text += f" (did you mean {value.lower()!r}?)"
-    elif err["type"] == "ip_v4_network" and isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            text += f" (host bits set; did you mean '{ipaddress.IPv4Network(value, strict=False)}'?)"
-    return text
-
-
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-_PATTERN_NAMES = {
-    _SEMVER: "a release version such as 1.2.3",
-    _IMAGE: (
-        "an image pinned by tag or digest, such as repo/name:1.2.3, registry.example.com:5000/name:1.2.3 "
-        "or repo/name@sha256:<64 hex digits>"
-    ),
-    _ADDON: "an EKS add-on build such as v1.2.3-eksbuild.1",
-    _K8S_MINOR: 'a Kubernetes minor version such as "1.35"',
-    _DNS_LABEL: "a DNS label: up to 63 lowercase letters, digits and '-', starting with a letter",
-    _INSTANCE_TYPE: "an EC2 instance type, family.size in lowercase, such as t3.large or m6i.xlarge",
-    _ROLE_ARN: "an IAM role ARN such as arn:aws:iam::123456789012:role/platform-admins",
-}
-
-
-def _msg(err: Any) -> str:
-    msg = str(err["msg"])
-    msg = msg.removeprefix("Value error, ")
-    expected = (err.get("ctx") or {}).get("expected")
-    if expected and err["type"] in ("literal_error", "enum"):
-        return f"allowed: {expected}"
-    if err["type"] == "string_pattern_mismatch":
-        pattern = err["ctx"]["pattern"]
-        return f"must be {_PATTERN_NAMES.get(pattern, 'of the form ' + pattern)}"
-    return msg[0].lower() + msg[1:] if msg else msg
