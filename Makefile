@@ -47,8 +47,11 @@ cli: $(VENV)/.deps
 	mkdir -p $@
 
 # PULUMI_BACKEND_URL (exported above) points the CLI at the backend without changing your login.
+# A stack file that names its secrets provider (dev: a KMS key of its own) creates the stack with it;
+# without one, the backend's default (a passphrase on file and S3 backends).
+SECRETS_PROVIDER = $(shell sed -n 's/^secretsprovider: *//p' Pulumi.$(STACK).yaml 2>/dev/null)
 stack: cli | .pulumi-state
-	$(PULUMI) stack select --create "$(STACK)"
+	$(PULUMI) stack select --create "$(STACK)"$(if $(SECRETS_PROVIDER), --secrets-provider "$(SECRETS_PROVIDER)")
 
 # Every preview and up runs this checkout's policy pack (policy/, in its own environment policy/.venv),
 # and an EKS stack on the local file backend is told where a team keeps its state (ops/backend.py).

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -41,11 +42,28 @@ def is_local(url: str) -> bool:
     return url.startswith("file://")
 
 
+def _stack_file(stack: str, root: Path) -> dict[str, Any]:
+    path = root / f"Pulumi.{stack}.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
 def stack_platform(stack: str, root: Path = ROOT) -> str:
     """The `platform` the stack file sets (Pulumi.yaml's default when it sets none)."""
-    path = root / f"Pulumi.{stack}.yaml"
-    document = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
-    return str((document.get("config") or {}).get(f"{PROJECT}:platform", DEFAULT_PLATFORM))
+    return str((_stack_file(stack, root).get("config") or {}).get(f"{PROJECT}:platform", DEFAULT_PLATFORM))
+
+
+def new_key_note(stack: str, root: Path = ROOT) -> str | None:
+    """A stack file that names a KMS secrets provider but no `encryptedkey` gets one written at the
+    first use (pulumi pkg/secrets/cloud/manager.go NewCloudSecretsManager): it is to be committed."""
+    document = _stack_file(stack, root)
+    provider = str(document.get("secretsprovider") or "")
+    if "://" not in provider or provider.startswith("passphrase") or document.get("encryptedkey"):
+        return None
+    return (
+        f"note: Pulumi.{stack}.yaml names the secrets provider {provider} and no encryptedkey yet: this run "
+        f"writes one (the stack's data key, encrypted by KMS, not a secret). Commit Pulumi.{stack}.yaml "
+        "afterwards, so that CI and your colleagues use the same key."
+    )
 
 
 def remote_state_advice() -> str:
@@ -72,8 +90,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ,
     parser.add_argument("--stack", default="dev")
     args = parser.parse_args(argv)
     warning = local_state_warning(args.stack, backend_url(env, root), stack_platform(args.stack, root))
-    if warning:
-        print(warning, file=sys.stderr)
+    for line in (warning, new_key_note(args.stack, root)):
+        if line:
+            print(line, file=sys.stderr)
     return 0
 
 

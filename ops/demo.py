@@ -71,7 +71,7 @@ class DemoStack(Protocol):
     def name(self) -> str: ...
     def set_config(self, key: str, value: auto.ConfigValue, *, path: bool = False) -> None: ...
     def set_tag(self, key: str, value: str) -> None: ...
-    def up(self, *, on_output: Callable[[str], Any] | None = None) -> object: ...
+    def up(self, *, on_output: Callable[[str], Any] | None = None, policy_packs: list[str] | None = None) -> object: ...
     def refresh(self, *, on_output: Callable[[str], Any] | None = None) -> object: ...
     def destroy(self, *, on_output: Callable[[str], Any] | None = None) -> object: ...
     def outputs(self) -> Mapping[str, auto.OutputValue]: ...
@@ -300,6 +300,8 @@ class Demos:
     say: Callable[[str], Any] = print
     branch: Callable[[], str] = git_branch
     root: Path = ROOT  # where the stack files a demo copies are
+    # The policy pack every demo up runs; in CI the base branch's (demo.yml), never the pull request's.
+    policy_pack: Path = ROOT / "policy"
 
     def resolve(self, name: str | None) -> str:
         return demo_stack_name(name if name else self.branch())
@@ -341,7 +343,7 @@ class Demos:
     def _up(self, stack: DemoStack, config: Iterable[tuple[str, str, bool]]) -> Mapping[str, auto.OutputValue]:
         for key, text, path in config:
             stack.set_config(key, auto.ConfigValue(value=text), path=path)
-        stack.up(on_output=self.say)
+        stack.up(on_output=self.say, policy_packs=[str(self.policy_pack)])
         outputs = stack.outputs()
         self._report(stack.name, outputs)
         return outputs
@@ -520,9 +522,14 @@ def main(argv: Sequence[str] | None = None, demos: Callable[[], Demos] = local_d
     pr_up.add_argument("--outputs", type=Path, help="write the stack outputs that are not secret here, as JSON")
     for p in (create, pr_up):
         p.add_argument("--on-demand", action="store_true", help="like dev: on-demand nodes instead of spot")
+        p.add_argument(
+            "--policy-pack", type=Path, help="the policy pack the up runs (default: this checkout's policy/)"
+        )
     for command, text in (("advance", "move a demo one phase forward"), ("destroy", "destroy a demo and its stack")):
         p = sub.add_parser(command, help=text)
         p.add_argument("--name", help="demo name (default: the git branch)")
+        if command == "advance":
+            p.add_argument("--policy-pack", type=Path, help="the policy pack the up runs (default: policy/)")
         if command == "destroy":
             p.add_argument("--force", action="store_true", help="destroy even if the teardown order looks unsafe")
     sub.add_parser("list", help="list demo stacks with phase, age and expiry")
@@ -531,6 +538,8 @@ def main(argv: Sequence[str] | None = None, demos: Callable[[], Demos] = local_d
     args = parser.parse_args(argv)
     try:
         d = demos()
+        if getattr(args, "policy_pack", None):
+            d.policy_pack = args.policy_pack.resolve()
         if args.command == "create":
             d.create(
                 args.name,

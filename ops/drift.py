@@ -2,6 +2,14 @@
 
     pulumi preview --refresh --json --stack dev > preview.json
     python -m ops.drift preview.json [--stack dev]        (or - for standard input)
+    python -m ops.drift --unreadable state.json           the URNs the read-only role must not refresh
+
+CI checks drift with the read-only role (cluster level `preview`: no Secrets). Refreshing a Helm
+release reads Helm's storage, the Secrets `sh.helm.release.v1.*` of its namespace (pulumi-kubernetes
+v4.32.0 provider/pkg/provider/helm_release.go `Read` -> `resourceReleaseLookup`), and refreshing a
+Secret reads it, so those resources (named from `pulumi stack export`) are passed to the preview as
+`--exclude`, which skips their refresh (pulumi pkg/resource/deploy/deployment_executor.go
+`refresh`) and their diff: their drift is not checked.
 
 `pulumi preview --refresh` reads every resource's live state first (without writing the state
 file), then diffs the program against it, so an object changed, deleted or added by hand shows as
@@ -38,6 +46,8 @@ ROOT_STACK = "pulumi:pulumi:Stack"
 # only looks up (`get`, StackReference), and the refresh's reading of live state.
 NOT_DRIFT = frozenset({"same", "read", "read-replacement", "discard", "discard-replaced", "refresh"})
 _ABSENT = object()
+# What the read-only level cannot refresh (see the module docstring).
+READS_SECRETS = frozenset({"kubernetes:helm.sh/v3:Release", "kubernetes:core/v1:Secret"})
 _PATH_PART = re.compile(r'\.?([^.\[\]"]+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]')
 
 
@@ -163,10 +173,20 @@ def report(digest: Mapping[str, Any], stack: str | None = None) -> tuple[int, st
     return 1, "\n".join([*lines, *(d.line() for d in drift)])
 
 
+def unreadable(export: Mapping[str, Any]) -> list[str]:
+    """The URNs in a `pulumi stack export` document (apitype.UntypedDeployment, `deployment.resources`)
+    whose refresh needs Secrets."""
+    resources = (export.get("deployment") or {}).get("resources") or []
+    return [r["urn"] for r in resources if r.get("type") in READS_SECRETS and r.get("urn")]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.drift", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("preview", help="the output of `pulumi preview --refresh --json` (- for standard input)")
     parser.add_argument("--stack", help="the stack's name, for the message")
+    parser.add_argument(
+        "--unreadable", action="store_true", help="read `pulumi stack export` instead; print the URNs not to refresh"
+    )
     args = parser.parse_args(argv)
     try:
         text = sys.stdin.read() if args.preview == "-" else Path(args.preview).read_text()
@@ -174,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"drift: cannot read {args.preview}: {e}", file=sys.stderr)
         return 2
+    if args.unreadable:
+        print("\n".join(unreadable(digest)))
+        return 0
     status, message = report(digest, args.stack)
     print(message, file=sys.stderr if status == 2 else sys.stdout)
     return status

@@ -49,3 +49,15 @@ def test_a_stack_file_without_a_platform_is_eks_as_pulumi_yaml_says(tmp_path):
 )
 def test_ci_is_what_github_actions_sets(env, ci):
     assert backend.in_ci(env) is ci
+
+
+def test_a_new_kms_key_is_announced_so_that_the_stack_file_gets_committed(tmp_path, capsys):
+    """Without the commit, every CI preview would write a new data key into the stack file."""
+    (tmp_path / "Pulumi.dev.yaml").write_text("secretsprovider: awskms://alias/x?region=eu-west-1\nconfig: {}\n")
+    backend.main(["--stack", "dev"], env={"PULUMI_BACKEND_URL": "s3://b/p"}, root=tmp_path)
+    assert "Commit Pulumi.dev.yaml" in capsys.readouterr().err
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        "secretsprovider: awskms://alias/x?region=eu-west-1\nencryptedkey: AQICAHh...\nconfig: {}\n"
+    )
+    backend.main(["--stack", "dev"], env={"PULUMI_BACKEND_URL": "s3://b/p"}, root=tmp_path)
+    assert capsys.readouterr().err == ""

@@ -30,6 +30,7 @@ class FakeStack:
         self._outputs = dict(outputs or {})
         self.state: list[dict[str, Any]] = []
         self.fail_destroy = False
+        self.packs: list[list[str] | None] = []  # the policy packs of each up
 
     def set_config(self, key: str, value: auto.ConfigValue, *, path: bool = False) -> None:
         self.config[key] = (value.value, path)
@@ -39,8 +40,9 @@ class FakeStack:
         self.tags[key] = value
         self.log.append(("tag", self.name, key))
 
-    def up(self, *, on_output: Any = None) -> object:
+    def up(self, *, on_output: Any = None, policy_packs: list[str] | None = None) -> object:
         self.log.append(("up", self.name, self.config.get(f"{PROJECT}:phase", ("?",))[0]))
+        self.packs.append(policy_packs)
         phase = Phase(self.config[f"{PROJECT}:phase"][0])
         self._outputs.update(
             phase=phase.value,
@@ -481,6 +483,18 @@ def test_the_pull_request_demo_goes_when_asked_and_a_second_ask_is_no_error(demo
 def test_a_pull_request_number_must_be_positive(number):
     with pytest.raises(DemoError, match="positive"):
         demo.pr_demo_name(number)
+
+
+def test_every_demo_up_runs_the_policy_pack_the_workflow_names(demos, ws, tmp_path):
+    """demo.yml runs the pull request's program with the base branch's pack (--policy-pack
+    .base/policy): without it a pull request could weaken the rules its own demo is held to."""
+    base = tmp_path / ".base" / "policy"
+    assert demo.main(["pr-up", "--pr", "7", "--policy-pack", str(base)], demos=lambda: demos) == 0
+    assert demo.main(["pr-up", "--pr", "7", "--policy-pack", str(base)], demos=lambda: demos) == 0
+    assert ws.stacks["demo-pr-7"].packs == [[str(base)], [str(base)]]
+    demos.policy_pack = demo.ROOT / "policy"
+    demos.advance("pr-7")
+    assert ws.stacks["demo-pr-7"].packs[-1] == [str(demo.ROOT / "policy")]
 
 
 def test_pr_up_writes_the_outputs_fit_to_post_on_the_pull_request(demos, ws, tmp_path):

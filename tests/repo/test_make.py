@@ -171,19 +171,22 @@ def pulumi_calls(output: str) -> list[str]:
     return [line for line in output.splitlines() if "/bin/pulumi " in line]
 
 
+DEV_STACK = 'stack select --create "dev" --secrets-provider "awskms://alias/consul-mesh-migration-dev?region=us-west-2"'
+
+
 @pytest.mark.parametrize(
     ("target", "calls"),
     [
         (
             "up",
             [
-                'stack select --create "dev"',
+                DEV_STACK,
                 'config set phase "strict" --stack "dev"',
                 'up --stack "dev" --policy-pack policy',
             ],
         ),
-        ("preview", ['stack select --create "dev"', 'preview --diff --stack "dev" --policy-pack policy']),
-        ("destroy", ['stack select --create "dev"', 'destroy --stack "dev"']),
+        ("preview", [DEV_STACK, 'preview --diff --stack "dev" --policy-pack policy']),
+        ("destroy", [DEV_STACK, 'destroy --stack "dev"']),
     ],
 )
 def test_every_pulumi_call_runs_the_cli_tools_cli_chose(fresh, target, calls):
@@ -223,6 +226,16 @@ def test_every_up_and_preview_sets_up_and_runs_the_policy_pack(fresh, target, la
     out = make("-n", target, cwd=fresh).stdout.splitlines()
     assert "policy/.venv/bin/python -m pip install --quiet --require-hashes -r policy/requirements.txt" in out
     assert out[-1] == last
+
+
+def test_a_stack_is_created_with_the_secrets_provider_its_file_names(fresh):
+    """Without it `pulumi stack select --create` gives every new stack on a file or S3 backend a
+    passphrase (pulumi pkg/backend/diy/backend.go DefaultSecretManager), whatever its file says."""
+    set_up(fresh)
+    (fresh / ".venv" / ".pulumi-cli").write_text("/opt/mine/bin/pulumi\n")
+    assert pulumi_calls(make("-n", "preview", cwd=fresh).stdout)[0] == f"/opt/mine/bin/pulumi {DEV_STACK}"
+    local = pulumi_calls(make("-n", "preview", "STACK=local", cwd=fresh).stdout)[0]
+    assert local == '/opt/mine/bin/pulumi stack select --create "local"'
 
 
 @pytest.mark.parametrize("target", ["up", "advance"])
