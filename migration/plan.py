@@ -14,7 +14,7 @@ each service where it costs no extra wave.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .fleet import Fleet
@@ -115,22 +115,3 @@ def plan(fleet: Fleet, start: Phases) -> Plan:
         waves.append(target)
         before = target
     return Plan(waves, windows)
-
-
-def _canonical(phases: Mapping[str, Phase]) -> tuple[Phase, dict[str, Phase]]:
-    least = min(phases.values())
-    return least, {n: p for n, p in phases.items() if p != least}
-
-
-def config_commands(fleet: Fleet, before: Mapping[str, Phase] | None, target: Mapping[str, Phase]) -> list[str]:
-    """The `pulumi config` commands that select `target`: the stack `phase` is the least advanced
-    service's; a service ahead of it carries its own `services[i].phase`."""
-    least, own = _canonical(target)
-    was_least, was_own = _canonical(before) if before else (None, {})
-    commands = [f"pulumi config set phase {least.value}"] if least != was_least else []
-    for i, s in enumerate(fleet.services):
-        if s.name in own and own[s.name] != was_own.get(s.name):
-            commands.append(f"pulumi config set --path 'services[{i}].phase' {own[s.name].value}")
-        elif s.name not in own and s.name in was_own:
-            commands.append(f"pulumi config rm --path 'services[{i}].phase'")
-    return commands

@@ -113,9 +113,14 @@ class Advance:
     policy_packs: Sequence[Path] = (POLICY_PACK,)
 
     def select(self, cfg: StackConfig, phases: Mapping[str, Phase]) -> None:
-        """Set the stack config so the program selects `phases` (StackConfig.selecting)."""
-        keeps_list = f"{PROJECT}:services" in self.stack.get_all_config()
-        for key, value in cfg.selecting(phases, with_services=keeps_list).items():
+        """Set the stack config so the program selects `phases` (StackConfig.selecting): the stack
+        `phase`, and each service ahead of it under `phases.<name>` (the key goes when none is)."""
+        present = self.stack.get_all_config()
+        for key, value in cfg.selecting(phases).items():
+            if value == {}:
+                if f"{PROJECT}:{key}" in present:
+                    self.stack.remove_config(f"{PROJECT}:{key}")
+                continue
             text = value if isinstance(value, str) else json.dumps(value)
             self.stack.set_config(f"{PROJECT}:{key}", auto.ConfigValue(value=text))
 

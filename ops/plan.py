@@ -24,8 +24,7 @@ from typing import Any
 
 from components.annotations import CHECK_LABEL
 from migration.fleet import Fleet
-from migration.phases import describe
-from migration.plan import config_commands
+from migration.phases import Phase, describe
 from migration.plan import plan as waves_of
 from ops.cost import summary
 from program.config import PROJECT, parse_config, project_keys
@@ -132,16 +131,14 @@ def plan(stack: str, overrides: Mapping[str, Any] | None = None, evaluate: Evalu
     steps = [Step(None, describe(start), diff(None, first), cost=summary(first))]
     previous, before = first, start
     result = waves_of(fleet, start)
+    selected: Mapping[str, Phase] | None = None  # None: the first wave starts from the config as it stands
     for target, windows in zip(result.waves, result.windows, strict=True):
         run = evaluate({**base, **cfg.selecting(target)}, stack=stack, deployed=previous.outputs)
         if run.error:
             raise RuntimeError(f"stack {stack}, phase {describe(target)}: {run.error}")
-        steps.append(
-            Step(
-                describe(before), describe(target), diff(previous, run), config_commands(fleet, before, target), windows
-            )
-        )
-        previous, before = run, target
+        commands = cfg.config_commands(target, stack, before=selected)
+        steps.append(Step(describe(before), describe(target), diff(previous, run), commands, windows))
+        previous, before, selected = run, target, target
     return steps
 
 

@@ -239,7 +239,7 @@ def _migration(
     )
     outputs["verify"] = gateway.url.apply(
         # on kind the URL comes with a port-forward hint after it
-        lambda url: verify(fleet, phases, url.split()[0], pulumi.get_stack())
+        lambda url: verify(cfg, url.split()[0], pulumi.get_stack())
     )
     outputs["dialedDirectly"] = step.apply(
         lambda st: sorted(s.name for s in fleet.services if dialed_directly(fleet, st, s.name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -426,11 +427,15 @@ class StackConfig(_Model):
     consul: ConsulConfig = Field(default_factory=lambda: ConsulConfig())
     gateway: GatewayConfig = Field(default_factory=lambda: GatewayConfig())
     services: list[ServiceConfig] = Field(default_factory=_default_services, min_length=1)
+    # A service's own phase, by its name (`pulumi config set --path phases.api strict`): it stays right
+    # when the services list changes. The older `services[i].phase` means the same.
+    phases: dict[str, Phase] = Field(default_factory=dict)
     versions: VersionsConfig = Field(default_factory=lambda: VersionsConfig())
     verify: VerifyConfig = Field(default_factory=lambda: VerifyConfig())
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
+        self._own_phases_name_services()
         fleet = self.fleet()
         try:
             check_graph(fleet)
@@ -492,23 +497,61 @@ class StackConfig(_Model):
         return Fleet(tuple(s.model() for s in self.services), exposed=self.gateway.service)
 
     def target(self) -> dict[str, Phase]:
-        """Each service's phase: its own `phase`, or the stack's."""
-        return {s.name: s.phase or self.phase for s in self.services}
+        """Each service's phase: its own (`phases.<name>`, or `services[i].phase`), or the stack's."""
+        return {s.name: self.phases.get(s.name) or s.phase or self.phase for s in self.services}
 
-    def selecting(self, phases: Mapping[str, Phase], with_services: bool = False) -> dict[str, Any]:
+    def _own_phases_name_services(self) -> None:
+        names = [s.name for s in self.services]
+        for name, phase in self.phases.items():
+            if name not in names:
+                raise ConfigError(
+                    f"config {PROJECT}:phases.{name}: {name!r} is not a service; allowed: {', '.join(names)}"
+                )
+            listed = self.service(name).phase
+            if listed is not None and listed != phase:
+                raise ConfigError(
+                    f"config {PROJECT}:phases.{name}: got {phase.value}, but services[{names.index(name)}].phase "
+                    f"says {listed.value}; set it in one place: `pulumi config rm --path "
+                    f"'services[{names.index(name)}].phase'`"
+                )
+
+    def selecting(self, phases: Mapping[str, Phase]) -> dict[str, Any]:
         """The config (camelCase keys) that selects `phases`: the stack `phase` is the least advanced
-        service's, and each service ahead of it carries its own `phase`. The services list is given
-        when a service needs its own phase, or when asked (to clear phases a stack file holds)."""
+        service's, and each service ahead of it has its own under `phases`, by name (empty when none
+        is ahead). A stack file that holds phases in the older list form (`services[i].phase`) gets
+        its list back without them."""
         least = min(phases.values())
-        if set(phases.values()) == {least} and not with_services:
-            return {"phase": least.value}
-        services = []
+        ahead = {s.name: phases[s.name].value for s in self.services if phases[s.name] != least}
+        out: dict[str, Any] = {"phase": least.value, "phases": ahead}
+        if any(s.phase is not None for s in self.services):
+            out["services"] = [s.model_dump(by_alias=True, exclude_none=True, exclude={"phase"}) for s in self.services]
+        return out
+
+    def config_commands(
+        self, target: Mapping[str, Phase], stack: str, before: Mapping[str, Phase] | None = None
+    ) -> list[str]:
+        """The `pulumi config` commands that take this stack's config (or, given `before`, the config
+        that selects `before`) to the one that selects `target` (`selecting`), for stack `stack`."""
+        on = f" --stack {shlex.quote(stack)}"
+        want = self.selecting(target)
+        commands: list[str] = []
+        if before is None:  # the config as it stands
+            had = {"phase": self.phase.value, "phases": {n: p.value for n, p in self.phases.items()}}
+            # The older list form, once: its indexes are right for the stack file as it is now.
+            commands += [
+                f"pulumi config rm --path 'services[{i}].phase'{on}" for i, s in enumerate(self.services) if s.phase
+            ]
+        else:
+            had = self.selecting(before)
+        if want["phase"] != had["phase"]:
+            commands.append(f"pulumi config set phase {want['phase']}{on}")
+        own, had_own = want["phases"], had["phases"]
         for s in self.services:
-            entry = s.model_dump(by_alias=True, exclude_none=True, exclude={"phase"})
-            if phases[s.name] != least:
-                entry["phase"] = phases[s.name].value
-            services.append(entry)
-        return {"phase": least.value, "services": services}
+            if s.name in own and own[s.name] != had_own.get(s.name):
+                commands.append(f"pulumi config set --path phases.{s.name} {own[s.name]}{on}")
+            elif s.name not in own and s.name in had_own:
+                commands.append(f"pulumi config rm --path phases.{s.name}{on}")
+        return commands
 
     def key_of(self, problem: Problem) -> str:
         """The config key a graph problem is about (`services[i].upstreams`, `gateway.service`, ...)."""
@@ -520,9 +563,12 @@ class StackConfig(_Model):
         return f"services[{index}].{problem.setting}" if problem.setting else f"services[{index}]"
 
     def phase_key(self, service: str | None) -> str:
-        """Where `service`'s phase comes from: its own `services[i].phase`, or the stack's `phase`."""
-        own = next((i for i, s in enumerate(self.services) if s.name == service and s.phase), None)
-        return "phase" if own is None else f"services[{own}].phase"
+        """Where `service`'s phase comes from: its own `phases.<name>`, or the stack's `phase`. A
+        phase set in the older list form is named by the service too, with where this file has it."""
+        if service in self.phases:
+            return f"phases.{service}"
+        listed = next((i for i, s in enumerate(self.services) if s.name == service and s.phase), None)
+        return "phase" if listed is None else f"phases.{service} (here services[{listed}].phase)"
 
     def describe(self, error: FleetError, by_phase: bool = False) -> str:
         """One line per problem, each under the config key the user changes to fix it: the service's

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -10,7 +10,7 @@ import pulumi
 from migration.fleet import Fleet
 from migration.guard import seal_key
 from migration.phases import Phase, fleet_phase, mesh_closed, versions
-from migration.plan import config_commands, plan
+from migration.plan import plan
 from migration.step import Step
 from migration.workloads import exposed_names, upstream_names
 
@@ -54,8 +54,9 @@ def retires(fleet: Fleet, step: Step) -> list[str]:
     return out
 
 
-def verify(fleet: Fleet, phases: Mapping[str, Phase], url: str, stack: str) -> dict[str, object]:
+def verify(cfg: StackConfig, url: str, stack: str) -> dict[str, object]:
     """The stack output `verify`: the checks that say this step is done and the next may start."""
+    fleet, phases = cfg.fleet(), cfg.target()
     # fake-service answers JSON; upstream_calls nests one level per hop.
     names = "jq -r '.. | .upstream_calls? // empty | .[] | .name'"
     waves = plan(fleet, phases).waves
@@ -64,7 +65,7 @@ def verify(fleet: Fleet, phases: Mapping[str, Phase], url: str, stack: str) -> d
     elif len(set(waves[0].values())) == 1:
         nxt = f"make up STACK={stack} PHASE={next(iter(waves[0].values())).value}"
     else:
-        nxt = " && ".join([*config_commands(fleet, phases, waves[0]), f"make up STACK={stack}"])
+        nxt = " && ".join([*cfg.config_commands(waves[0], stack), f"make up STACK={stack}"])
     return {
         "curl": f"for i in $(seq 20); do curl -s {url}; done | {names} | sort | uniq -c",
         "expectUpstreams": upstream_names(fleet, phases),

@@ -7,7 +7,7 @@ import pytest
 from devtools.bench import FLEET
 from migration.fleet import Fleet, Service, check_graph
 from migration.phases import Phase
-from migration.plan import config_commands, plan
+from migration.plan import plan
 from migration.step import Step, check_step
 from program.config import parse_config
 
@@ -99,20 +99,6 @@ def test_without_slack_the_fewest_waves_win_over_the_race_free_order():
     result = plan(DEMO, {"api": P, "web": S})
     assert len(result.waves) == 3
     assert len(result.windows[0]) == 1
-
-
-def test_config_commands_set_the_least_advanced_phase_and_override_the_services_ahead():
-    before = {"api": P, "web": S, "slow": D}
-    after = {"api": P, "web": V, "slow": P}
-    fleet = Fleet(
-        (Service("api", "api", True), Service("web", "web", upstreams=("api",)), Service("slow", "slow")), "web"
-    )
-    assert config_commands(fleet, before, after) == [
-        "pulumi config set phase permissive",
-        "pulumi config rm --path 'services[0].phase'",
-        "pulumi config set --path 'services[1].phase' virtual",
-    ]
-    assert config_commands(DEMO, {"api": S, "web": S}, {"api": V, "web": V}) == ["pulumi config set phase virtual"]
 
 
 def test_a_fleet_of_200_services_is_planned_within_the_rules():

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 from pulumi import automation as auto
 
-from ops.advance import Advance, AdvanceError, main, postcheck_line
+from ops.advance import Advance, AdvanceError, main, postcheck_line, stack_config
 from tests.conftest import ROOT
 
 PROJECT = "consul-mesh-migration"
@@ -71,19 +71,35 @@ def test_a_single_phase_stack_advances_one_phase_after_a_preview():
     assert "strict -> virtual" in report.text()
 
 
-def test_a_fleet_advances_one_wave_and_writes_each_service_phase():
+def test_a_fleet_advances_one_wave_and_writes_each_service_phase_by_name():
     services = [{"name": "api", "migrates": True}, {"name": "web", "upstreams": ["api"]}, {"name": "slow"}]
     s = stack(
         "permissive",
         {"api": "permissive", "web": "strict", "slow": "discovery"},
-        **{f"{PROJECT}:services": json.dumps(services)},
+        **{f"{PROJECT}:services": json.dumps(services), f"{PROJECT}:phases": json.dumps({"web": "strict"})},
     )
     report = Advance(s, say=lambda _: None).run()
     assert report.outcome == "advanced"
-    written = {e["name"]: e.get("phase") for e in json.loads(s.config[f"{PROJECT}:services"])}
     # The planner's race-free first wave: web to virtual while api waits at permissive.
     assert s.config[f"{PROJECT}:phase"] == "permissive"
-    assert written == {"api": None, "web": "virtual", "slow": None}
+    assert json.loads(s.config[f"{PROJECT}:phases"]) == {"web": "virtual"}
+    assert json.loads(s.config[f"{PROJECT}:services"]) == services  # the list is left as it is
+
+
+def test_a_stack_file_with_phases_in_the_list_moves_them_to_phases_by_name():
+    services = [{"name": "api", "migrates": True}, {"name": "web", "upstreams": ["api"], "phase": "strict"}]
+    s = stack("permissive", {"api": "permissive", "web": "strict"}, **{f"{PROJECT}:services": json.dumps(services)})
+    report = Advance(s, say=lambda _: None).run()
+    assert report.outcome == "advanced"
+    assert all("phase" not in e for e in json.loads(s.config[f"{PROJECT}:services"]))
+    assert stack_config(s.get_all_config()).target() == report.target
+
+
+def test_once_every_service_shares_a_phase_the_phases_key_goes():
+    held = {f"{PROJECT}:phases": json.dumps({"web": "hardened"})}
+    s = stack("virtual", {"api": "virtual", "web": "hardened"}, **held)
+    assert Advance(s, say=lambda _: None).run().outcome == "advanced"
+    assert s.config[f"{PROJECT}:phase"] == "hardened" and f"{PROJECT}:phases" not in s.config
 
 
 def test_a_failed_postcheck_steps_back_to_the_last_verified_phase_and_reports_its_line():

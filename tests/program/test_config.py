@@ -249,3 +249,81 @@ def test_a_service_named_like_one_of_consuls_own_is_refused(name):
     assert GATEWAY_NAME in RESERVED_SERVICE_NAMES
     with pytest.raises(ConfigError, match=rf"services\[0\]\.name: got '{name}'"):
         parse_config({"services": [{"name": name}]})
+
+
+# --- a service's own phase, by name: what make plan and make advance write --------------------------
+
+THREE = [{"name": "api", "migrates": True}, {"name": "web", "upstreams": ["api"]}, {"name": "slow"}]
+
+
+def test_a_service_phase_is_set_by_its_name_and_overrides_the_stacks():
+    cfg = parse_config({"phase": "permissive", "phases": {"web": "virtual"}, "services": THREE})
+    assert cfg.target() == {"api": Phase.PERMISSIVE, "web": Phase.VIRTUAL, "slow": Phase.PERMISSIVE}
+
+
+def test_the_older_list_form_still_selects_the_same_phases():
+    listed = [THREE[0], {**THREE[1], "phase": "virtual"}, THREE[2]]
+    assert (
+        parse_config({"phase": "permissive", "services": listed}).target()
+        == parse_config({"phase": "permissive", "phases": {"web": "virtual"}, "services": THREE}).target()
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "line"),
+    [
+        ({"phases": {"db": "strict"}}, "config consul-mesh-migration:phases.db: 'db' is not a service; allowed: api"),
+        (
+            {"phases": {"web": "strict"}, "services": [THREE[0], {**THREE[1], "phase": "virtual"}]},
+            "config consul-mesh-migration:phases.web: got strict, but services[1].phase says virtual",
+        ),
+    ],
+)
+def test_a_service_phase_for_no_service_or_set_twice_is_refused(raw, line):
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    assert str(e.value).startswith(line)
+
+
+def test_config_commands_name_the_services_ahead_and_the_stack():
+    cfg = parse_config({"services": THREE})
+    before = {"api": Phase.PERMISSIVE, "web": Phase.STRICT, "slow": Phase.DISCOVERY}
+    after = {"api": Phase.PERMISSIVE, "web": Phase.VIRTUAL, "slow": Phase.PERMISSIVE}
+    assert cfg.config_commands(after, "dev", before=before) == [
+        "pulumi config set phase permissive --stack dev",
+        "pulumi config rm --path phases.api --stack dev",
+        "pulumi config set --path phases.web virtual --stack dev",
+    ]
+    same = dict.fromkeys(["api", "web", "slow"], Phase.VIRTUAL)
+    assert cfg.config_commands(same, "dev", before=dict.fromkeys(same, Phase.STRICT)) == [
+        "pulumi config set phase virtual --stack dev"
+    ]
+
+
+def test_config_commands_move_a_stack_file_off_the_list_form_once():
+    cfg = parse_config({"phase": "strict", "services": [THREE[0], {**THREE[1], "phase": "virtual"}, THREE[2]]})
+    target = {"api": Phase.STRICT, "web": Phase.HARDENED, "slow": Phase.VIRTUAL}
+    assert cfg.config_commands(target, "local") == [
+        "pulumi config rm --path 'services[1].phase' --stack local",
+        "pulumi config set --path phases.web hardened --stack local",
+        "pulumi config set --path phases.slow virtual --stack local",
+    ]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"services": THREE},
+        {"phase": "strict", "phases": {"web": "virtual"}, "services": THREE},
+        {"phase": "strict", "services": [THREE[0], {**THREE[1], "phase": "virtual"}, THREE[2]]},
+    ],
+)
+def test_what_selecting_sets_selects_exactly_those_phases(raw):
+    """make advance and make plan write `selecting`'s keys over the stack's config; the program then
+    reads back the phases they meant, whatever the stack file held before."""
+    cfg = parse_config(raw)
+    for target in (
+        {"api": Phase.PERMISSIVE, "web": Phase.VIRTUAL, "slow": Phase.DISCOVERY},
+        dict.fromkeys(["api", "web", "slow"], Phase.HARDENED),
+    ):
+        assert parse_config({**raw, **cfg.selecting(target)}).target() == target

@@ -78,7 +78,8 @@ def test_a_graph_rule_the_target_alone_breaks_is_refused_before_any_resource(pro
     run = program({"phase": "discovery", "services": with_phases(web="virtual")}, stack="local")
     assert run.error is not None
     assert run.resources == []
-    assert "config consul-mesh-migration:services[1].phase:" in run.error
+    # Named by the service, with where this stack file (the older list form) has it.
+    assert "config consul-mesh-migration:phases.web (here services[1].phase):" in run.error
     assert "'web' cannot dial api.virtual.consul" in run.error
     assert "move 'api' to permissive first" in run.error
 
