@@ -62,12 +62,15 @@ def service_defaults(fleet: Fleet, step: Step, name: str) -> ServiceDefaultsEntr
 
 
 def intentions(fleet: Fleet) -> dict[str, tuple[Intention, ...]]:
-    """Per called service (in config order), an allow intention from each caller."""
-    return {
-        s.name: tuple(Intention(source=c, description=f"{c} calls {s.name}") for c in fleet.callers(s.name))
-        for s in fleet.services
-        if fleet.callers(s.name)
-    }
+    """Per called service (in config order), an allow intention from each caller: the mesh's, and
+    those outside it that call through a sidecar of their own (an intention names the caller by its
+    certificate, so a plain-text caller has none to match)."""
+    out: dict[str, tuple[Intention, ...]] = {}
+    for s in fleet.services:
+        callers = [*fleet.callers(s.name), *(o.name for o in fleet.outside_callers(s.name) if o.sidecar)]
+        if callers:
+            out[s.name] = tuple(Intention(source=c, description=f"{c} calls {s.name}") for c in callers)
+    return out
 
 
 def mesh(step: Step) -> MeshEntry:

@@ -4,8 +4,9 @@ The rules, each with the failure it prevents (refused before any resource is reg
 service cannot call a service in the mesh from the start (its v1 runs outside the mesh and could
 never pass strict mTLS); migrating services cannot call each other in a cycle (neither could go
 strict while the other's v1 runs); the gateway's service is in the mesh from the start (the gateway
-reaches mesh instances only) and no service's upstream (the gateway owns its intentions). What a
-single `pulumi up` may do to this graph is `step.py`.
+reaches mesh instances only) and no service's upstream (the gateway owns its intentions). Services
+outside the mesh (`outside.py`) call and are called like the others, with rules of their own below
+(`_outside_problems`). What a single `pulumi up` may do to this graph is `step.py`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .outside import UNBLOCK, Destination, Outside
 from .phases import Phase, legacy_gone
 from .protocols import GATEWAY_PROTOCOLS, Protocol
 
@@ -79,6 +81,7 @@ class Service:
     protocol: Protocol = "http"
     workload: Adopted | None = None
     addresses: tuple[AddressVariable, ...] = ()  # adopted callers only: variables the program sets
+    destinations: tuple[Destination, ...] = ()  # what it calls outside the mesh (outside.py)
 
     @property
     def adopted(self) -> bool:
@@ -94,6 +97,7 @@ class Service:
 class Fleet:
     services: tuple[Service, ...]
     exposed: str  # the service the API gateway routes to
+    outside: tuple[Outside, ...] = ()  # services outside the mesh and outside this program
     _callers: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
     _by_name: dict[str, Service] = field(init=False, repr=False, compare=False)
 
@@ -114,6 +118,19 @@ class Fleet:
 
     def callers(self, name: str) -> tuple[str, ...]:
         return self._callers.get(name, ())
+
+    def outside_callers(self, name: str) -> tuple[Outside, ...]:
+        """The outside services that call `name`, in config order."""
+        return tuple(o for o in self.outside if name in o.upstreams)
+
+    def destinations(self) -> dict[str, tuple[Destination, tuple[str, ...]]]:
+        """Every destination by name, with the mesh services that call it (in config order)."""
+        out: dict[str, tuple[Destination, tuple[str, ...]]] = {}
+        for s in self.services:
+            for d in s.destinations:
+                _, callers = out.get(d.name, (d, ()))
+                out[d.name] = (d, (*callers, s.name))
+        return out
 
 
 def check_graph(fleet: Fleet) -> None:
@@ -171,6 +188,7 @@ def check_graph(fleet: Fleet) -> None:
                 "gateway",
             )
         )
+    problems += _outside_problems(fleet)
     if not problems and (cycle := _migrating_cycle(fleet)):
         problems.append(
             Problem(
@@ -204,3 +222,40 @@ def _migrating_cycle(fleet: Fleet) -> list[str] | None:
         if name not in state and (found := visit(name)):
             return found
     return None
+
+
+def _outside_problems(fleet: Fleet) -> list[Problem]:
+    """Outside services: unique names, calls only to mesh services, and no plain-text caller of a
+    service that refuses plain text in every phase (one in the mesh from the start)."""
+    problems: list[Problem] = []
+    mesh = set(fleet.names)
+    taken = [*fleet.names, *(o.name for o in fleet.outside)]
+    for d in {d.name: d for s in fleet.services for d in s.destinations if d.registered_by_program}.values():
+        taken.append(d.name)
+    dupes = sorted({n for n in taken if taken.count(n) > 1})
+    if dupes:
+        return [Problem(None, f"service and destination names must be unique; repeated: {', '.join(dupes)}")]
+    for o in fleet.outside:
+        for up in o.upstreams:
+            if up not in mesh:
+                allowed = ", ".join(fleet.names) or "(none)"
+                problems.append(
+                    Problem(
+                        o.name,
+                        f"{o.name!r} is outside the mesh and calls {up!r}, which is not a service of the mesh; "
+                        f"allowed: {allowed}",
+                        "upstreams",
+                    )
+                )
+            elif o.plain_text and not fleet.service(up).migrates:
+                problems.append(
+                    Problem(
+                        o.name,
+                        f"{o.name!r} ({o.kind}, outside the mesh) calls {up!r} in plain text, but {up!r} is in the "
+                        f"mesh from the start and refuses plain text in every phase; "
+                        f"{UNBLOCK[o.kind].format(name=o.name)}, or make {up!r} migrate (it accepts plain text until "
+                        "strict)",
+                        "upstreams",
+                    )
+                )
+    return problems

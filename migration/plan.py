@@ -1,4 +1,5 @@
-"""The planner: the fewest `pulumi up`s (waves) that take every service to hardened.
+"""The planner: the fewest `pulumi up`s (waves) that take every service to hardened, or as far as
+the callers outside the mesh let it.
 
 Each wave moves each service at most one phase, and every wave must pass `step.check_step`. The
 rules only ever ask that some service *has already reached* a phase before another moves, so every
@@ -9,12 +10,17 @@ Among the plans with that many waves, the planner prefers the race-free order: a
 service goes strict only after every caller already addresses it through its virtual address,
 so no plain-text caller meets the strict flip (see fleet.FLIP_WINDOW). It takes that order for
 each service where it costs no extra wave.
+
+A caller outside the mesh that speaks plain text never moves, so the service it calls stops at
+permissive; what that service calls then cannot drop its exceptions while it dials them through
+`.service.consul`. `ceilings` derives how far each service may go and why; the plan stops there and
+its `blocked` lines name the outside caller and what would unblock it.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .fleet import Fleet
@@ -29,10 +35,48 @@ Edge = tuple[Move, Move]  # (later, earlier): later happens at least one wave af
 class Plan:
     waves: list[dict[str, Phase]]  # the target phases of each `pulumi up`, in order
     windows: list[list[str]]  # per wave, the known flip windows it still has (fleet warnings)
+    blocked: tuple[str, ...] = ()  # per service that cannot reach hardened: where it stops and why
 
 
-def _moves(fleet: Fleet, start: Phases) -> list[Move]:
-    return [(s.name, p) for s in fleet.services for p in Phase if p > start[s.name]]
+def ceilings(fleet: Fleet) -> dict[str, tuple[Phase, str]]:
+    """The services that cannot reach hardened: the last phase each may reach, and why (one line)."""
+    out: dict[str, tuple[Phase, str]] = {}
+    for s in fleet.services:
+        plain = [o for o in fleet.outside_callers(s.name) if o.plain_text]
+        if s.migrates and plain:
+            o = plain[0]
+            out[s.name] = (
+                PERMISSIVE,
+                f"{o.name!r} ({o.kind}, outside the mesh) calls it in plain text; {o.unblock(s.name)}",
+            )
+    changed = True
+    while changed:  # a fixpoint over the step rules that read another service's phase
+        changed = False
+        for s in fleet.services:
+            for c in fleet.callers(s.name):
+                cap, _ = out.get(c, (HARDENED, ""))
+                if cap < VIRTUAL:  # hardened: no caller left dialing it through service DNS
+                    changed |= _lower(
+                        out, s.name, VIRTUAL, f"{c!r} stops at {cap.value} and dials {s.name}.service.consul"
+                    )
+                caller = fleet.service(c)
+                if s.migrates and caller.migrates and cap < caller.legacy_gone:  # plain text: c outside the mesh stays
+                    legacy = f"{c}'s pods without a sidecar keep" if caller.adopted else f"{c}-v1 keeps"
+                    changed |= _lower(out, s.name, PERMISSIVE, f"{c!r} stops at {cap.value}, so {legacy} running")
+    return out
+
+
+def _lower(out: dict[str, tuple[Phase, str]], name: str, cap: Phase, why: str) -> bool:
+    if name in out and out[name][0] <= cap:
+        return False
+    out[name] = (cap, why)
+    return True
+
+
+def _moves(fleet: Fleet, start: Phases, caps: Mapping[str, tuple[Phase, str]]) -> list[Move]:
+    return [
+        (s.name, p) for s in fleet.services for p in Phase if start[s.name] < p <= caps.get(s.name, (HARDENED, ""))[0]
+    ]
 
 
 def _hard_edges(fleet: Fleet, todo: set[Move]) -> list[Edge]:
@@ -86,8 +130,9 @@ def _earliest(moves: list[Move], edges: Iterable[Edge]) -> dict[Move, int] | Non
 
 
 def plan(fleet: Fleet, start: Phases) -> Plan:
-    """Waves from `start` (the deployed phases) to every service hardened."""
-    moves = _moves(fleet, start)
+    """Waves from `start` (the deployed phases) to every service hardened, or to its ceiling."""
+    caps = ceilings(fleet)
+    moves = _moves(fleet, start, caps)
     todo = set(moves)
     edges = _hard_edges(fleet, todo)
     wave = _earliest(moves, edges)
@@ -114,4 +159,5 @@ def plan(fleet: Fleet, start: Phases) -> Plan:
         windows.append([line for n in target if target[n] != before[n] for line in flip_window(fleet, n, step)])
         waves.append(target)
         before = target
-    return Plan(waves, windows)
+    blocked = tuple(f"{n!r} stops at {cap.value}: {why}" for n, (cap, why) in caps.items())
+    return Plan(waves, windows, blocked)

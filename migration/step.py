@@ -14,6 +14,8 @@ The rules, each with the failure it prevents (`check_step` refuses before any re
 - hardened: a service may drop its exceptions only once no mesh caller still addresses it through
   `.service.consul` (during this `up` included): those callers dial pod IPs, which a strict sidecar
   accepts only while `dialedDirectly` is on (`dialed_directly`).
+- outside callers: a service may refuse plain text only while no caller outside the mesh calls it in
+  plain text (outside.py): that caller never moves, so every one of its requests would be reset.
 Known windows that no rule can close are warnings (`flip_window`). The static rules of the graph
 itself are in `fleet.py`.
 """
@@ -117,6 +119,7 @@ def check_step(fleet: Fleet, step: Step) -> list[str]:
             problems += _plain_text_rule(s, c, step)
             problems += _hardened_rule(fleet, s, c, step)
         problems += _virtual_rule(fleet, s, step)
+        problems += _outside_caller_rule(fleet, s, step)
         warnings += flip_window(fleet, s.name, step)
     if problems:
         raise FleetError(problems)
@@ -144,6 +147,21 @@ def _plain_text_rule(s: Service, c: Service, step: Step) -> list[Problem]:
 def dials_virtual(c: Service, phases: Iterable[Phase]) -> bool:
     """Whether a version of `c` running in one of these phases addresses its upstreams as `.virtual.consul`."""
     return any(upstream_dns(p, v, c.migrates) == "virtual" for p in phases for v in versions(p, c.migrates))
+
+
+def _outside_caller_rule(fleet: Fleet, s: Service, step: Step) -> list[Problem]:
+    target = step.target[s.name]
+    if not (s.migrates and refuses_plain_text(target, True)):
+        return []  # a service in the mesh from the start with such a caller is refused with the graph
+    return [
+        Problem(
+            s.name,
+            f"{s.name!r} cannot refuse plain text ({target.value}) while {o.name!r} ({o.kind}, outside the mesh) "
+            f"calls it in plain text; {o.unblock(s.name)}",
+        )
+        for o in fleet.outside_callers(s.name)
+        if o.plain_text
+    ]
 
 
 def _virtual_rule(fleet: Fleet, c: Service, step: Step) -> list[Problem]:

@@ -142,11 +142,19 @@ def plan(stack: str, overrides: Mapping[str, Any] | None = None, evaluate: Evalu
     return steps
 
 
-def render(stack: str, steps: list[Step]) -> str:
+def blocked(stack: str, overrides: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """Where services stop short of hardened, and why (callers outside the mesh); () when none do."""
+    cfg = parse_config(project_keys(stack_config(stack, dict(overrides or {}))))
+    return waves_of(cfg.fleet(), cfg.target()).blocked
+
+
+def render(stack: str, steps: list[Step], stops: tuple[str, ...] = ()) -> str:
+    goal = "to hardened" if not stops else "as far as the callers outside the mesh allow"
     lines = [
-        f"Rollout plan for stack {stack}: {len(steps) - 1} wave(s) to hardened after the first `pulumi up`, "
+        f"Rollout plan for stack {stack}: {len(steps) - 1} wave(s) {goal} after the first `pulumi up`, "
         "one `pulumi up` per step (evaluated offline under mocks)."
     ]
+    lines += [f"  blocked {line}" for line in stops]
     for i, step in enumerate(steps, 1):
         lines.append("")
         lines.append(f"step {i}: {step.before or '(empty stack)'} -> {step.after}")
@@ -189,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         print(f"plan: {e}", file=sys.stderr)
         return 1
-    sys.stdout.write(render(args.stack, steps))
+    sys.stdout.write(render(args.stack, steps, blocked(args.stack, overrides)))
     return 0
 
 

@@ -139,7 +139,7 @@ def _consul(cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any]) ->
                 image=v.consul_image,
                 image_k8s=v.consul_k8s_image,
                 image_dataplane=v.consul_dataplane_image,
-                sync_namespaces=[s.ns for s in cfg.services],
+                sync_namespaces=[s.ns for s in cfg.mesh_services],
                 ui_exposure=c.ui.exposure,
                 ui_allowed_cidrs=[str(n) for n in c.ui.allowed_cidrs],
                 mesh_gateways=c.mesh_gateways,
@@ -172,7 +172,7 @@ def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Consul, outputs: d
             service=exposed.name,
             service_port=exposed.port,
             service_namespace=exposed.ns,
-            route_namespaces=[s.ns for s in cfg.services],
+            route_namespaces=[s.ns for s in cfg.mesh_services],
         ),
         opts=target.providers(),
     )

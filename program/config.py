@@ -14,10 +14,19 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from migration.fleet import Fleet, FleetError, Problem, Service, check_graph
+from migration.outside import Destination, Outside, OutsideKind
 from migration.phases import Phase
 from migration.step import Step, check_step
 
@@ -302,20 +311,25 @@ class ServiceConfig(_Model):
     """One demo service. `migrates`: starts outside the mesh (v1) and moves in (v2).
 
     `phase` overrides the stack's `phase` for this service alone (a fleet migrates service by service).
+    `outside` (vm, job, cluster) declares a service that stays outside the mesh and outside this
+    program (migration/outside.py): it has no phase and no Deployment, only its calls (`upstreams`,
+    in plain text unless `sidecar`) and, for vm and cluster, the `port` mesh services call it on.
     """
 
     name: DnsLabel
+    outside: OutsideKind | None = None
     namespace: DnsLabel | None = None
     port: int = Field(default=9091, ge=1024, le=65535)
     migrates: bool = False
     upstreams: list[DnsLabel] = Field(default_factory=list)
     replicas: int = Field(default=1, ge=1, le=10)
     phase: Phase | None = None
+    sidecar: bool | None = None  # outside only: calls through a sidecar of its own (None: no)
 
     @field_validator("port")
     @classmethod
-    def _not_the_sidecars(cls, v: int) -> int:
-        if v in MESH_RESERVED_PORTS:
+    def _not_the_sidecars(cls, v: int, info: ValidationInfo) -> int:
+        if v in MESH_RESERVED_PORTS and not info.data.get("outside"):  # an outside service has no sidecar here
             taken = ", ".join(str(p) for p in sorted(MESH_RESERVED_PORTS))
             raise ValueError(f"taken on a meshed pod by {MESH_RESERVED_PORTS[v]}; allowed: 1024-65535 except {taken}")
         return v
@@ -328,7 +342,34 @@ class ServiceConfig(_Model):
         return v
 
     @model_validator(mode="after")
+    def _outside_keys(self) -> ServiceConfig:
+        if self.outside is None:
+            if self.sidecar is not None:
+                raise ValueError(
+                    "sidecar is for a service outside the mesh (outside: vm, job or cluster); a service of the "
+                    "mesh always has one"
+                )
+            return self
+        own = {
+            "migrates": "it never moves into the mesh",
+            "phase": "it has no phase",
+            "replicas": "it has no Deployment",
+        }
+        given = [k for k in own if k in self.model_fields_set]
+        if given:
+            raise ValueError(
+                f"{given[0]} is not for a service outside the mesh ({own[given[0]]}); allowed: {_OUTSIDE_KEYS}"
+            )
+        if self.namespace is not None and self.outside != "job":
+            raise ValueError(
+                f"namespace is for a job outside the mesh (where its pods run); a {self.outside} service has none"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _own_namespace(self) -> ServiceConfig:
+        if self.outside is not None:
+            return self  # a Job's namespace is its team's: the program neither creates nor deletes it
         ns = self.ns
         whose = _TAKEN_NAMESPACES.get(ns) or ("reserved for Kubernetes" if ns.startswith("kube-") else None)
         if whose:
@@ -342,8 +383,21 @@ class ServiceConfig(_Model):
     def ns(self) -> str:
         return self.namespace or self.name
 
-    def model(self) -> Service:
-        return Service(self.name, self.ns, self.port, self.migrates, tuple(self.upstreams), self.replicas)
+    def model(self, outside: Mapping[str, Outside]) -> Service:
+        """The service of the mesh; an upstream outside the mesh is one of its destinations."""
+        upstreams = tuple(u for u in self.upstreams if u not in outside)
+        destinations = tuple(Destination(u, outside[u].port or 0) for u in self.upstreams if u in outside)
+        return Service(
+            self.name, self.ns, self.port, self.migrates, upstreams, self.replicas, destinations=destinations
+        )
+
+    def outside_model(self) -> Outside:
+        assert self.outside is not None
+        port = self.port if "port" in self.model_fields_set else None
+        return Outside(self.name, self.outside, tuple(self.upstreams), bool(self.sidecar), port)
+
+
+_OUTSIDE_KEYS = "name, outside, upstreams, sidecar, port (vm, cluster), namespace (job)"
 
 
 def _default_services() -> list[ServiceConfig]:
@@ -438,6 +492,7 @@ class StackConfig(_Model):
         self._own_phases_name_services()
         fleet = self.fleet()
         try:
+            _calls_outside(self.services)
             check_graph(fleet)
         except FleetError as e:
             raise ConfigError(self.describe(e)) from None
@@ -490,15 +545,23 @@ class StackConfig(_Model):
                 )
         return self
 
+    @property
+    def mesh_services(self) -> list[ServiceConfig]:
+        """The services the mesh serves (their namespaces and Deployments); not those outside it."""
+        return [s for s in self.services if not s.outside]
+
     def service(self, name: str) -> ServiceConfig:
         return next(s for s in self.services if s.name == name)
 
     def fleet(self) -> Fleet:
-        return Fleet(tuple(s.model() for s in self.services), exposed=self.gateway.service)
+        outside = {s.name: s.outside_model() for s in self.services if s.outside}
+        mesh = tuple(s.model(outside) for s in self.services if not s.outside)
+        return Fleet(mesh, exposed=self.gateway.service, outside=tuple(outside.values()))
 
     def target(self) -> dict[str, Phase]:
-        """Each service's phase: its own (`phases.<name>`, or `services[i].phase`), or the stack's."""
-        return {s.name: self.phases.get(s.name) or s.phase or self.phase for s in self.services}
+        """Each service's phase: its own (`phases.<name>`, or `services[i].phase`), or the stack's; services
+        outside the mesh have none."""
+        return {s.name: self.phases.get(s.name) or s.phase or self.phase for s in self.services if not s.outside}
 
     def _own_phases_name_services(self) -> None:
         names = [s.name for s in self.services]
@@ -506,6 +569,11 @@ class StackConfig(_Model):
             if name not in names:
                 raise ConfigError(
                     f"config {PROJECT}:phases.{name}: {name!r} is not a service; allowed: {', '.join(names)}"
+                )
+            if self.service(name).outside:
+                raise ConfigError(
+                    f"config {PROJECT}:phases.{name}: {name!r} is outside the mesh ({self.service(name).outside}) "
+                    "and has no phase; allowed: the services of the mesh"
                 )
             listed = self.service(name).phase
             if listed is not None and listed != phase:
@@ -521,7 +589,7 @@ class StackConfig(_Model):
         is ahead). A stack file that holds phases in the older list form (`services[i].phase`) gets
         its list back without them."""
         least = min(phases.values())
-        ahead = {s.name: phases[s.name].value for s in self.services if phases[s.name] != least}
+        ahead = {s.name: phases[s.name].value for s in self.services if s.name in phases and phases[s.name] != least}
         out: dict[str, Any] = {"phase": least.value, "phases": ahead}
         if any(s.phase is not None for s in self.services):
             out["services"] = [s.model_dump(by_alias=True, exclude_none=True, exclude={"phase"}) for s in self.services]
@@ -577,6 +645,29 @@ class StackConfig(_Model):
             f"config {PROJECT}:{self.phase_key(p.service) if by_phase else self.key_of(p)}: {p.text}"
             for p in error.problems
         )
+
+
+def _calls_outside(services: list[ServiceConfig]) -> None:
+    """A call from the mesh to a service outside it is a destination (migration/outside.py), which
+    stays reachable once the Mesh closes only through a terminating gateway; this version builds none,
+    so such a call is refused rather than cut off at hardened."""
+    outside = {s.name: s for s in services if s.outside}
+    problems = [
+        Problem(
+            s.name,
+            f"{up!r} is a job outside the mesh: nothing calls a Job; drop the upstream"
+            if outside[up].outside == "job"
+            else f"{s.name!r} calls {up!r}, which is outside the mesh: that call would need a terminating gateway "
+            "once the Mesh closes, which this version does not build; drop the upstream",
+            "upstreams",
+        )
+        for s in services
+        if not s.outside
+        for up in s.upstreams
+        if up in outside
+    ]
+    if problems:
+        raise FleetError(problems)
 
 
 def _taken_cluster_ip(ip: ipaddress.IPv4Address, cidr: Cidr) -> str | None:

@@ -59,8 +59,11 @@ def verify(cfg: StackConfig, url: str, stack: str) -> dict[str, object]:
     fleet, phases = cfg.fleet(), cfg.target()
     # fake-service answers JSON; upstream_calls nests one level per hop.
     names = "jq -r '.. | .upstream_calls? // empty | .[] | .name'"
-    waves = plan(fleet, phases).waves
-    if not waves:
+    rollout = plan(fleet, phases)
+    waves = rollout.waves
+    if not waves and rollout.blocked:
+        nxt = "blocked: " + "; ".join(rollout.blocked)
+    elif not waves:
         nxt = "done: the migration is complete"
     elif len(set(waves[0].values())) == 1:
         nxt = f"make up STACK={stack} PHASE={next(iter(waves[0].values())).value}"
