@@ -25,7 +25,7 @@ $(error no stack '$(STACK)' here (no Pulumi.$(STACK).yaml); the stacks are: $(ST
 endif
 endif
 
-.PHONY: help up preview destroy plan advance demo test lint typecheck unit lint-workflows bench deps lock clean stack cli
+.PHONY: help up preview destroy plan discover advance demo test lint typecheck unit lint-workflows bench deps lock clean stack cli
 
 help: ## list the targets (what `make` alone does)
 	@echo "usage: make <target> [STACK=<stack>]   stacks: $(STACKS)"
@@ -75,6 +75,9 @@ demo: cli | .pulumi-state ## ephemeral demo stacks, e.g. make demo ARGS="create 
 
 plan: $(VENV)/.dev-deps ## the offline rollout plan of STACK: its waves of `pulumi up`s to hardened, under mocks (no CLI, no cloud)
 	$(PY) -m ops.plan --stack "$(STACK)"
+
+discover: $(VENV)/.deps ## draft a `services` config from a live cluster (read-only; KUBECONFIG, ARGS="--context c --out f")
+	$(PY) -m ops.discover $(ARGS)
 
 # --- testing --------------------------------------------------------------------------------------------
 

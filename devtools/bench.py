@@ -9,7 +9,9 @@ work. Targets (the exit status is 1 when a figure is over its target):
 - each phase at most 1.5 times the empty program;
 - the stack with a fleet of 200 services at most 3 times the 2-service default;
 - the planner's answer for those 200 services in under a second;
-- a step's checks within their 60 s budget (devtools/bench_checks.py).
+- a step's checks within their 60 s budget (devtools/bench_checks.py);
+- `make discover` on a recorded 200-service cluster in under 10 s, holding one log line at a time
+  (devtools/bench_discover.py).
 
 usage: python -m devtools.bench [--stack dev] [--repeat 3]
 """
@@ -104,6 +106,7 @@ def main(
     measure: Measure = measure,
     planner: Callable[[], float] = planner_seconds,
     checks: Callable[[], bool] = lambda: bench_checks(),
+    discover: Callable[[], bool] = lambda: bench_discover(),
 ) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", default="dev")
@@ -139,13 +142,20 @@ def main(
         f"{'OVER TARGET' if planner_over else 'ok'}"
     )
     checks_over = checks()
-    return 1 if (over or fleet_over or planner_over or checks_over) else 0
+    discover_over = discover()
+    return 1 if (over or fleet_over or planner_over or checks_over or discover_over) else 0
 
 
 def bench_checks() -> bool:
     from devtools import bench_checks
 
     return bench_checks.main([]) != 0
+
+
+def bench_discover() -> bool:
+    from devtools import bench_discover
+
+    return bench_discover.main([]) != 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,12 @@ from devtools import bench
 
 
 def bench_with(
-    seconds: dict[str, float], capsys, fleet: float = 2.0, planner: float = 0.2, checks_over: bool = False
+    seconds: dict[str, float],
+    capsys,
+    fleet: float = 2.0,
+    planner: float = 0.2,
+    checks_over: bool = False,
+    discover_over: bool = False,
 ) -> tuple[int, list[str]]:
     def measure(
         stack: str, phase: str, main: Path | None, repeat: int, extra: dict[str, object] | None = None
@@ -20,7 +25,9 @@ def bench_with(
             return 1.0, 0, ["pulumi"]
         return (fleet if extra else seconds[phase]), 1500 if extra else 100, ["pulumi"]
 
-    code = bench.main([], measure=measure, planner=lambda: planner, checks=lambda: checks_over)
+    code = bench.main(
+        [], measure=measure, planner=lambda: planner, checks=lambda: checks_over, discover=lambda: discover_over
+    )
     return code, capsys.readouterr().out.splitlines()
 
 
@@ -41,3 +48,4 @@ def test_bench_fails_when_the_fleet_or_the_planner_or_the_checks_are_over_target
     assert bench_with(dict.fromkeys(bench.PHASES, 1.0), capsys, fleet=3.5)[0] == 1
     assert bench_with(dict.fromkeys(bench.PHASES, 1.0), capsys, planner=1.5)[0] == 1
     assert bench_with(dict.fromkeys(bench.PHASES, 1.0), capsys, checks_over=True)[0] == 1
+    assert bench_with(dict.fromkeys(bench.PHASES, 1.0), capsys, discover_over=True)[0] == 1

@@ -37,6 +37,7 @@ TARGETS = [
     "advance",
     "demo",
     "plan",
+    "discover",
     "test",
     "lint",
     "typecheck",
