@@ -361,68 +361,6 @@ def deploy() -> dict[Any, Any]:
     return workflow("deploy.yml")
 
 
-PROGRAM_READS = """
-import json, os, sys
-root = os.getcwd()
-opened = set()
-def hook(event, args):
-    if event == "open" and isinstance(args[0], str):
-        opened.add(os.path.abspath(args[0]))
-sys.addaudithook(hook)
-from program.offline import run_program
-for stack in ("dev", "local"):
-    assert run_program(stack=stack).error is None
-files = opened | {os.path.abspath(m.__file__) for m in list(sys.modules.values()) if getattr(m, "__file__", None)}
-print(json.dumps(sorted(os.path.relpath(f, root) for f in files if f.startswith(root + os.sep))))
-"""
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """GitHub's filter patterns: `**` any characters, `*` any but `/` (docs: "Filter pattern cheat sheet")."""
-    out = "".join(
-        ".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part)
-        for part in re.split(r"(\*\*|\*)", pattern)
-    )
-    return re.compile(out)
-
-
-@pytest.fixture(scope="module")
-def program_reads() -> list[str]:
-    """Every file of the repository the program imports or opens, under mocks, for both stacks."""
-    result = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "-c", PROGRAM_READS],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
-    )
-    return [
-        f for f in json.loads(result.stdout.splitlines()[-1]) if "__pycache__" not in f and not f.startswith(".venv")
-    ]
-
-
-def test_every_file_the_program_reads_is_in_the_deploy_filter(deploy, program_reads):
-    """Without it a merge that changed migration/ or the check script (meshcheck/) deployed nothing:
-    the filter was written by hand and missed them. Also the locked packages the program runs on and
-    the policy pack every up runs."""
-    paths = triggers(deploy)["push"]["paths"]
-    patterns = [glob_regex(p) for p in paths]
-    assert {"migration/step.py", "meshcheck/mesh_check.py", "program/config.py", "__main__.py"} <= set(program_reads)
-    missing = [
-        f
-        for f in [*program_reads, "requirements.txt", "policy/rules.py", "policy/requirements.txt"]
-        if not any(p.fullmatch(f) for p in patterns)
-    ]
-    assert missing == []
-    # and no pattern is dead: each matches something the program reads or the two extras
-    for pattern, regex in zip(paths, patterns, strict=True):
-        assert any(regex.fullmatch(f) for f in [*program_reads, "requirements.txt", "policy/rules.py"]), pattern
-    assert not any(p.fullmatch("README.md") or p.fullmatch("docs/reference/security.md") for p in patterns)
-    assert triggers(deploy)["push"]["branches"] == ["main"]
-
-
 def test_the_up_applies_the_reviewed_plan_only_to_its_tree_and_only_as_a_fresh_preview_confirms(deploy):
     """In order: the plan's tree is this commit's (else refused: main moved), the stack file has its
     own key, the deploy role, a preview saved again inside the stack's queue and compared with the
