@@ -472,6 +472,29 @@ class VerifyConfig(_Model):
         return self
 
 
+class CiConfig(_Model):
+    """How CI's runners (.github/workflows) reach the EKS API endpoint of this stack, if CI manages it.
+
+    `github-hosted`: GitHub's hosted runners, whose addresses are thousands of ranges from anywhere
+    (api.github.com/meta, `actions`), more than the 40 public access CIDRs EKS takes: they need the
+    endpoint open (`cluster.publicAccessCidrs` 0.0.0.0/0), unless `runnerCidrs` lists the runners'
+    own egress ranges (larger runners with static IPs, or self-hosted runners outside the VPC) and
+    those are inside `cluster.publicAccessCidrs`. `vpc`: self-hosted runners inside the VPC (or a
+    peered one) reach the private endpoint, so the public one may be narrowed at will.
+    """
+
+    runners: Literal["none", "github-hosted", "vpc"] = "none"
+    runner_cidrs: list[Cidr] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cidrs_for_hosted_runners(self) -> CiConfig:
+        if self.runner_cidrs and self.runners != "github-hosted":
+            raise ValueError(
+                f"runnerCidrs is for runners github-hosted (runners outside the VPC); runners is {self.runners!r}"
+            )
+        return self
+
+
 class StackConfig(_Model):
     phase: Phase = Phase.DISCOVERY
     platform: Literal["eks", "kubernetes"] = "eks"
@@ -486,6 +509,7 @@ class StackConfig(_Model):
     phases: dict[str, Phase] = Field(default_factory=dict)
     versions: VersionsConfig = Field(default_factory=lambda: VersionsConfig())
     verify: VerifyConfig = Field(default_factory=lambda: VerifyConfig())
+    ci: CiConfig = Field(default_factory=lambda: CiConfig())
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
@@ -538,6 +562,9 @@ class StackConfig(_Model):
                     f"v{self.versions.kubernetes}.x-eksbuild.N build (aws eks describe-addon-versions "
                     f"--kubernetes-version {self.versions.kubernetes} --addon-name kube-proxy)"
                 )
+            unreachable = self._ci_unreachable()
+            if unreachable:
+                raise ValueError(unreachable)
             if self.consul.server_replicas > self.cluster.desired_size:
                 raise ValueError(
                     f"consul.serverReplicas {self.consul.server_replicas} needs as many nodes (one server per "
@@ -549,6 +576,26 @@ class StackConfig(_Model):
     def mesh_services(self) -> list[ServiceConfig]:
         """The services the mesh serves (their namespaces and Deployments); not those outside it."""
         return [s for s in self.services if not s.outside]
+
+    def _ci_unreachable(self) -> str | None:
+        """Why CI's runners could not reach the EKS API endpoint, or None (see CiConfig)."""
+        allowed, ci = self.cluster.public_access_cidrs, self.ci
+        if ci.runners != "github-hosted" or any(c.prefixlen == 0 for c in allowed):
+            return None
+        if not ci.runner_cidrs:
+            return (
+                f"cluster.publicAccessCidrs {', '.join(map(str, allowed))} shuts out CI's GitHub-hosted runners "
+                "(ci.runners github-hosted), which come from anywhere: list your runners' egress ranges in "
+                "ci.runnerCidrs (larger runners with static IPs), run runners inside the VPC (ci.runners vpc), "
+                "or keep 0.0.0.0/0"
+            )
+        outside = [str(c) for c in ci.runner_cidrs if not any(c.subnet_of(a) for a in allowed)]
+        if outside:
+            return (
+                f"ci.runnerCidrs {', '.join(outside)} is outside cluster.publicAccessCidrs "
+                f"{', '.join(map(str, allowed))}: add it there, or CI cannot reach the EKS API"
+            )
+        return None
 
     def service(self, name: str) -> ServiceConfig:
         return next(s for s in self.services if s.name == name)

@@ -135,6 +135,23 @@ BAD = [
     ),
     ({"versions": {"ebsCsiAddon": "1.53"}}, ["versions.ebsCsiAddon", "'1.53'", "eksbuild"]),
     ({"network": "10.0.0.0/16"}, ["network", "'10.0.0.0/16'", "object"]),
+    # The dev stack is CI's (ci.runners github-hosted): a narrowed endpoint would shut out its runners.
+    (
+        {"cluster": {"publicAccessCidrs": ["203.0.113.0/24"]}},
+        ["cluster.publicAccessCidrs 203.0.113.0/24", "ci.runners github-hosted", "ci.runnerCidrs", "ci.runners vpc"],
+    ),
+    (
+        {
+            "cluster": {"publicAccessCidrs": ["203.0.113.0/24"]},
+            "ci": {"runners": "github-hosted", "runnerCidrs": ["198.51.100.0/28"]},
+        },
+        ["ci.runnerCidrs 198.51.100.0/28", "outside cluster.publicAccessCidrs 203.0.113.0/24"],
+    ),
+    (
+        {"ci": {"runners": "vpc", "runnerCidrs": ["198.51.100.0/28"]}},
+        ["ci", "runnerCidrs is for runners github-hosted"],
+    ),
+    ({"ci": {"runners": "gitlab"}}, ["ci.runners", "'gitlab'", "'github-hosted'"]),
 ]
 
 
@@ -152,4 +169,26 @@ def test_bad_config_is_refused_before_any_resource_with_a_clear_message(program,
 def test_there_are_at_least_twenty_bad_configs_covering_every_config_object():
     assert len(BAD) >= 20
     covered = {key for config, _ in BAD for key in config}
-    assert {"phase", "platform", "network", "cluster", "consul", "gateway", "services", "versions"} <= covered
+    assert {"phase", "platform", "network", "cluster", "consul", "gateway", "services", "versions", "ci"} <= covered
+
+
+NARROWED = {"publicAccessCidrs": ["203.0.113.0/24"]}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"cluster": NARROWED, "ci": {"runners": "vpc"}},
+        {"cluster": NARROWED, "ci": {"runners": "github-hosted", "runnerCidrs": ["203.0.113.16/28"]}},
+        {"cluster": NARROWED, "ci": {"runners": "none"}},
+    ],
+    ids=["runners in the VPC", "the runners' static ranges inside", "no CI"],
+)
+def test_a_narrowed_endpoint_is_accepted_with_a_supported_way_for_ci_to_reach_it(program, config):
+    """The supported ways (docs/operations/team-workflow.md, "CI and the EKS API endpoint"): runners in
+    the VPC reach the private endpoint, which the cluster always has; or the runners' own ranges."""
+    run = program(config)
+    assert run.error is None, run.error
+    (cluster,) = [r for r in run.resources if r.type == "eks:index:Cluster"]
+    assert cluster.inputs["publicAccessCidrs"] == ["203.0.113.0/24"]
+    assert cluster.inputs["endpointPrivateAccess"] is True
