@@ -31,6 +31,7 @@ WIDE = {
         "logTypes": ["api", "audit"],
         "protect": False,
     },
+    "ci": {"runners": "vpc"},  # a narrowed endpoint on CI's dev stack: its runners reach the private one
     "versions": {
         "kubernetes": "1.34",
         "ebsCsiAddon": "v1.52.1-eksbuild.1",
