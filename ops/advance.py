@@ -34,8 +34,7 @@ from migration.fleet import Fleet
 from migration.guard import read_deployed
 from migration.phases import Phase, describe
 from migration.plan import plan
-from ops import toolchain
-from ops.backend import backend_url
+from ops.workspace import WorkspaceError, open_workspace
 from program.config import PROJECT, StackConfig, parse_config, project_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,14 +172,11 @@ def _last_line(text: str) -> str:
 
 
 def open_stack(name: str, root: Path = ROOT, env: Mapping[str, str] = os.environ) -> AdvanceStack:
-    """The stack on the CLI `make` runs (ops/toolchain.py), state in $PULUMI_BACKEND_URL or <repo>/.pulumi-state."""
-    url = backend_url(env, root)
+    """The stack in the one workspace the commands share (ops/workspace.py)."""
     try:
-        command = toolchain.pulumi_command()
-    except toolchain.CliError as e:
+        return auto.Stack.select(name, open_workspace(root, env))
+    except WorkspaceError as e:
         raise AdvanceError(str(e)) from e
-    workspace = auto.LocalWorkspace(work_dir=str(root), env_vars={"PULUMI_BACKEND_URL": url}, pulumi_command=command)
-    return auto.Stack.select(name, workspace)
 
 
 def main(argv: Sequence[str] | None = None, opener: Callable[[str], AdvanceStack] = open_stack) -> int:

@@ -42,9 +42,9 @@ import yaml
 from pulumi import automation as auto
 
 from migration.phases import PHASE_NAMES, Phase
-from ops import toolchain
 from ops.backend import backend_url, in_ci, is_local, remote_state_advice
-from policy.rules import chart_name, creates_load_balancer
+from ops.workspace import WorkspaceError, open_workspace
+from policy.rules import state_nodes, teardown_order
 from program.config import PROJECT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +56,6 @@ DEFAULT_TTL = "8h"
 PR_TTL = "24h"  # a pull request's demo lives this long after its last push
 SPOT = "SPOT"  # cluster.capacityType of a demo's EKS nodes unless --on-demand
 TEMPLATES = ("dev", "local")  # the stack files a demo copies its config from
-LB_CONTROLLER_CHART = "aws-load-balancer-controller"
-CONSUL_CHART = "consul"
 
 
 class DemoError(Exception):
@@ -206,71 +204,6 @@ def pr_demo_name(number: int) -> str:
 def public_outputs(outputs: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
     """Stack outputs fit to post on a pull request: every one not marked secret."""
     return {key: out.value for key, out in sorted(outputs.items()) if not out.secret}
-
-
-# --- teardown order -----------------------------------------------------------------------------------
-
-
-NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
-
-
-def teardown_problems(resources: Sequence[Mapping[str, Any]]) -> list[str]:
-    """What `pulumi destroy` would delete in an order that orphans a cloud load balancer.
-
-    Destroy deletes a resource before everything it depends on (dependencies, parent, provider).
-    Every object that makes a controller create a load balancer (a LoadBalancer Service, a Gateway,
-    Consul chart Services) must therefore depend on the AWS Load Balancer Controller, which deletes
-    the load balancer when the object goes; and a Gateway on the Consul release, whose gateway
-    controller deletes the gateway's Service. `resources` are state entries (urn, type, inputs,
-    dependencies, parent, provider), as in `pulumi stack export`.
-    """
-    by_urn = {r["urn"]: r for r in resources}
-
-    def waits_for(resource: Mapping[str, Any]) -> set[str]:
-        seen: set[str] = set()
-        todo = [resource["urn"]]
-        while todo:
-            current = by_urn.get(todo.pop())
-            if current is None:
-                continue
-            edges = list(current.get("dependencies") or [])
-            edges += [u for us in (current.get("propertyDependencies") or {}).values() for u in us]
-            # A provider reference is "<urn>::<id>".
-            edges += [current.get("parent") or "", (current.get("provider") or "").rsplit("::", 1)[0]]
-            for urn in edges:
-                if urn and urn not in seen:
-                    seen.add(urn)
-                    todo.append(urn)
-        return seen
-
-    def charts(name: str) -> list[Mapping[str, Any]]:
-        return [r for r in resources if chart_name(r.get("type", ""), r.get("inputs") or {}) == name]
-
-    controllers, consul = charts(LB_CONTROLLER_CHART), charts(CONSUL_CHART)
-    problems = []
-    for r in resources:
-        typ, inputs = r.get("type", ""), r.get("inputs") or {}
-        if not creates_load_balancer(typ, inputs):
-            continue
-        label = f"{typ.rsplit(':', 1)[-1]} {(inputs.get('metadata') or {}).get('name') or r['urn'].rsplit('::', 1)[-1]}"
-        deps = waits_for(r)
-        if any(c["urn"] not in deps for c in controllers):
-            problems.append(f"{label} does not depend on the load balancer controller, which may go first")
-        if typ.endswith(":Gateway") and any(c["urn"] not in deps for c in consul):
-            problems.append(f"{label} does not depend on the Consul release, whose controller removes its Service")
-        # The gateway's Service lives in the Gateway's namespace, outside the graph; deleting the
-        # namespace waits for that Service's finalizer, which only the controller runs.
-        if typ.endswith(":Gateway"):
-            namespace = (inputs.get("metadata") or {}).get("namespace")
-            for ns in resources:
-                ns_name = ((ns.get("inputs") or {}).get("metadata") or {}).get("name")
-                unsafe = any(c["urn"] not in waits_for(ns) for c in controllers)
-                if ns.get("type") == NAMESPACE_TYPE and ns_name == namespace and unsafe:
-                    problems.append(
-                        f"Namespace {namespace} (of {label}) does not depend on the load balancer controller, "
-                        "which may go first"
-                    )
-    return problems
 
 
 # --- the operations -------------------------------------------------------------------------------------
@@ -440,7 +373,7 @@ class Demos:
         stack = self._existing(name)
         stack.refresh(on_output=self.say)  # what was deleted or changed outside Pulumi, so destroy does not trip on it
         deployment = stack.export_stack().deployment or {}
-        problems = teardown_problems(deployment.get("resources") or [])
+        problems = [v.message for v in teardown_order(state_nodes(deployment.get("resources") or []))]
         if problems and not force:
             raise DemoError(
                 f"{stack.name}: destroy could orphan load balancers:\n  "
@@ -490,11 +423,10 @@ def local_demos(root: Path = ROOT, env: Mapping[str, str] = os.environ) -> Demos
     passphrase = env.get("PULUMI_CONFIG_PASSPHRASE") or env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     if not url.startswith("https://") and not passphrase:
         raise DemoError(f"{url} encrypts stack secrets with a passphrase: set PULUMI_CONFIG_PASSPHRASE first")
-    try:  # the CLI `make` runs: yours if new enough, else the pinned one in .venv/pulumi (installed if need be)
-        command = toolchain.pulumi_command()
-    except toolchain.CliError as e:
+    try:
+        workspace = open_workspace(root, env)
+    except WorkspaceError as e:
         raise DemoError(str(e)) from e
-    workspace = auto.LocalWorkspace(work_dir=str(root), env_vars={"PULUMI_BACKEND_URL": url}, pulumi_command=command)
 
     def open_stack(name: str, create: bool) -> DemoStack:
         return auto.Stack.create(name, workspace) if create else auto.Stack.select(name, workspace)

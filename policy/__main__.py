@@ -70,5 +70,6 @@ PolicyPack(
         _stack_policy("no-permissive-mtls-when-mesh-forbids", rules.no_permissive_mtls_when_mesh_forbids),
         _stack_policy("gateway-annotations-reach-load-balancer", rules.gateway_annotations_reach_the_load_balancer),
         _stack_policy("load-balancers-claimed-by-annotations", rules.load_balancers_claimed_by_annotations),
+        _stack_policy("destroy-releases-load-balancers", rules.destroy_releases_load_balancers),
     ],
 )

@@ -31,6 +31,7 @@ LB_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
 LB_TYPE = "service.beta.kubernetes.io/aws-load-balancer-type"
 LB_TARGET_TYPE = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"
 LB_CONTROLLER_CHART = "aws-load-balancer-controller"
+CONSUL_CHART = "consul"
 # A stack on EKS: pulumi-eks's component, or the cluster it creates.
 EKS_CLUSTER_TYPES = ("eks:index:Cluster", "aws:eks/cluster:Cluster")
 
@@ -62,11 +63,16 @@ class StackResource(Protocol):
 
 @dataclass(frozen=True)
 class Resource:
-    """A resource outside CrossGuard (tests, mock runs)."""
+    """A resource outside CrossGuard (tests, mock runs). Like CrossGuard's PolicyResource, what it
+    waits for: its dependencies (property ones too), its parent and its provider, by URN here."""
 
     resource_type: str
     props: Mapping[str, Any] = field(default_factory=dict)
     urn: str = ""
+    dependencies: Sequence[Any] = ()
+    property_dependencies: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    parent: Any = None
+    provider: Any = None
 
 
 @dataclass(frozen=True)
@@ -530,6 +536,119 @@ def consul_ui_private(resource_type: str, props: Mapping[str, Any]) -> list[str]
     return problems
 
 
+# --- teardown: what makes a load balancer goes before the controller that releases it ---------------
+
+NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A resource as the teardown rule reads it."""
+
+    urn: str
+    resource_type: str
+    props: Mapping[str, Any]
+    waits_for: tuple[str, ...]  # URNs `pulumi destroy` deletes after it: dependencies, parent, provider
+
+
+def state_nodes(resources: Iterable[Mapping[str, Any]]) -> list[Node]:
+    """Entries of `pulumi stack export` (urn, type, inputs, dependencies, propertyDependencies, parent,
+    provider) as Nodes."""
+    out = []
+    for r in resources:
+        edges = [*(r.get("dependencies") or [])]
+        edges += [u for us in (r.get("propertyDependencies") or {}).values() for u in us]
+        # A provider reference is "<urn>::<id>".
+        edges += [r.get("parent") or "", (r.get("provider") or "").rsplit("::", 1)[0]]
+        out.append(Node(r["urn"], r.get("type", ""), r.get("inputs") or {}, tuple(u for u in edges if u)))
+    return out
+
+
+def _urn(ref: Any) -> str:
+    return ref if isinstance(ref, str) else getattr(ref, "urn", "") or ""
+
+
+def policy_nodes(resources: Iterable[Any]) -> list[Node]:
+    """CrossGuard's resources (PolicyResource: dependencies, property_dependencies, parent and provider
+    are resources), or `Resource`s, as Nodes."""
+    out = []
+    for r in resources:
+        related = [*r.dependencies, *(d for ds in r.property_dependencies.values() for d in ds), r.parent, r.provider]
+        out.append(Node(r.urn, r.resource_type, r.props, tuple(u for u in map(_urn, related) if u)))
+    return out
+
+
+def teardown_order(nodes: Sequence[Node]) -> list[Violation]:
+    """What `pulumi destroy` would delete in an order that orphans a cloud load balancer.
+
+    Destroy deletes a resource before everything it depends on (dependencies, parent, provider).
+    Every object that makes a controller create a load balancer (a LoadBalancer Service, a Gateway,
+    Consul chart Services) must therefore depend on the AWS Load Balancer Controller, which deletes
+    the load balancer when the object goes; and a Gateway on the Consul release, whose gateway
+    controller deletes the gateway's Service.
+    """
+    by_urn = {n.urn: n for n in nodes}
+
+    def waits_for(node: Node) -> set[str]:
+        seen: set[str] = set()
+        todo = [node.urn]
+        while todo:
+            current = by_urn.get(todo.pop())
+            if current is None:
+                continue
+            for urn in current.waits_for:
+                if urn not in seen:
+                    seen.add(urn)
+                    todo.append(urn)
+        return seen
+
+    def charts(name: str) -> list[Node]:
+        return [n for n in nodes if chart_name(n.resource_type, n.props) == name]
+
+    controllers, consul = charts(LB_CONTROLLER_CHART), charts(CONSUL_CHART)
+    problems = []
+    for n in nodes:
+        typ, inputs = n.resource_type, n.props
+        if not creates_load_balancer(typ, inputs):
+            continue
+        label = f"{typ.rsplit(':', 1)[-1]} {(inputs.get('metadata') or {}).get('name') or n.urn.rsplit('::', 1)[-1]}"
+        deps = waits_for(n)
+        if any(c.urn not in deps for c in controllers):
+            problems.append(
+                Violation(f"{label} does not depend on the load balancer controller, which may go first", n.urn)
+            )
+        if typ.endswith(":Gateway") and any(c.urn not in deps for c in consul):
+            problems.append(
+                Violation(f"{label} does not depend on the Consul release, whose controller removes its Service", n.urn)
+            )
+        # The gateway's Service lives in the Gateway's namespace, outside the graph; deleting the
+        # namespace waits for that Service's finalizer, which only the controller runs.
+        if typ.endswith(":Gateway"):
+            namespace = (inputs.get("metadata") or {}).get("namespace")
+            for ns in nodes:
+                ns_name = (ns.props.get("metadata") or {}).get("name")
+                unsafe = any(c.urn not in waits_for(ns) for c in controllers)
+                if ns.resource_type == NAMESPACE_TYPE and ns_name == namespace and unsafe:
+                    problems.append(
+                        Violation(
+                            f"Namespace {namespace} (of {label}) does not depend on the load balancer controller, "
+                            "which may go first",
+                            ns.urn,
+                        )
+                    )
+    return problems
+
+
+def destroy_releases_load_balancers(resources: Iterable[Any]) -> list[Violation]:
+    """`pulumi destroy` deletes every object that makes a load balancer before the controller that releases it.
+
+    Otherwise the Service's finalizer never runs, and the NLB, its security groups and ENIs are left
+    behind, blocking the subnets and the VPC (teardown_order says which object; `make demo ARGS=destroy`
+    checks the same on the stack's state before it destroys anything).
+    """
+    return teardown_order(policy_nodes(resources))
+
+
 # --- all of them ------------------------------------------------------------------------------------
 
 RESOURCE_RULES = (
@@ -546,6 +665,7 @@ STACK_RULES = (
     no_permissive_mtls_when_mesh_forbids,
     gateway_annotations_reach_the_load_balancer,
     load_balancers_claimed_by_annotations,
+    destroy_releases_load_balancers,
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from policy import rules
 from program.offline import Run, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,3 +43,19 @@ def program() -> Callable[..., Run]:
         return _cache[key]
 
     return evaluate
+
+
+def as_policy(run: Run, *, custom_only: bool = False) -> list[rules.Resource]:
+    """A run's resources as CrossGuard hands them to the policy pack: with what each waits for."""
+    return [
+        rules.Resource(
+            r.type,
+            r.inputs,
+            r.urn,
+            dependencies=r.dependencies,
+            parent=r.parent or None,
+            provider=r.provider.rsplit("::", 1)[0] or None,  # a provider reference is "<urn>::<id>"
+        )
+        for r in run.resources
+        if r.custom or not custom_only
+    ]

@@ -14,7 +14,7 @@ import pytest
 from pulumi import automation as auto
 
 from migration.phases import Phase
-from ops import demo
+from ops import demo, toolchain
 from ops.demo import DemoError, Demos
 from program.config import PROJECT
 
@@ -191,7 +191,7 @@ def test_in_ci_a_demo_refuses_the_runners_disk_as_its_state(tmp_path, monkeypatc
     def no_cli() -> object:
         raise AssertionError("the CLI must not be asked for")
 
-    monkeypatch.setattr(demo.toolchain, "pulumi_command", no_cli)
+    monkeypatch.setattr(toolchain, "pulumi_command", no_cli)
     with pytest.raises(DemoError, match="DEMO_BACKEND_URL") as refused:
         demo.local_demos(tmp_path, {**env, "PULUMI_CONFIG_PASSPHRASE": "x"})
     assert "s3://" in str(refused.value)
@@ -200,9 +200,9 @@ def test_in_ci_a_demo_refuses_the_runners_disk_as_its_state(tmp_path, monkeypatc
 
 def test_in_ci_a_demo_on_a_remote_backend_goes_ahead(tmp_path, monkeypatch):
     def no_cli() -> object:
-        raise demo.toolchain.CliError("no")
+        raise toolchain.CliError("no")
 
-    monkeypatch.setattr(demo.toolchain, "pulumi_command", no_cli)
+    monkeypatch.setattr(toolchain, "pulumi_command", no_cli)
     env = {"CI": "true", "PULUMI_BACKEND_URL": "s3://demos/state", "PULUMI_CONFIG_PASSPHRASE": "x"}
     with pytest.raises(DemoError, match="no"):  # past the backend check, at the CLI
         demo.local_demos(tmp_path, env)
@@ -358,38 +358,6 @@ def gateway(*dependencies: str, parent: str = "") -> dict[str, Any]:
     }
 
 
-def test_teardown_is_safe_when_every_load_balancer_goes_before_its_controllers():
-    assert demo.teardown_problems(state(CONTROLLER, CONSUL, gateway("urn:consul"))) == []
-    # through a parent component that waits for Consul
-    component = {"urn": "urn:gwc", "type": "consul-mesh-migration:gateway:Gateway", "dependencies": ["urn:consul"]}
-    assert demo.teardown_problems(state(CONTROLLER, CONSUL, component, gateway(parent="urn:gwc"))) == []
-
-
-def test_teardown_problems_name_the_load_balancer_that_could_outlive_its_controller():
-    problems = demo.teardown_problems(state(CONTROLLER, CONSUL, gateway()))
-    assert len(problems) == 2
-    assert all("Gateway api-gateway" in p for p in problems)
-    service = {
-        "urn": "urn:ui",
-        "type": "kubernetes:core/v1:Service",
-        "inputs": {"metadata": {"name": "ui"}, "spec": {"type": "LoadBalancer"}},
-        "dependencies": [],
-    }
-    assert demo.teardown_problems(state(CONTROLLER, service)) == [
-        "Service ui does not depend on the load balancer controller, which may go first"
-    ]
-
-
-def test_the_gateways_namespace_must_outlive_the_load_balancer_controller_too():
-    namespace = {"urn": "urn:ns", "type": "kubernetes:core/v1:Namespace", "inputs": {"metadata": {"name": "consul"}}}
-    gw = gateway("urn:consul") | {"inputs": {"metadata": {"name": "api-gateway", "namespace": "consul"}}}
-    assert demo.teardown_problems(state(CONTROLLER, CONSUL, namespace, gw)) == [
-        "Namespace consul (of Gateway api-gateway) does not depend on the load balancer controller, which may go first"
-    ]
-    namespace["dependencies"] = ["urn:lbc"]
-    assert demo.teardown_problems(state(CONTROLLER, CONSUL, namespace, gw)) == []
-
-
 def test_destroy_refuses_an_order_that_would_orphan_a_load_balancer_unless_forced(demos, ws, said):
     ws.add("demo-alice", phase="strict").state = state(CONTROLLER, CONSUL, gateway())
     with pytest.raises(DemoError, match="orphan load balancers"):
@@ -398,24 +366,6 @@ def test_destroy_refuses_an_order_that_would_orphan_a_load_balancer_unless_force
     demos.destroy("alice", force=True)
     assert ws.log[-2:] == [("destroy", "demo-alice"), ("remove", "demo-alice")]
     assert any(line.startswith("warning: Gateway api-gateway") for line in said)
-
-
-@pytest.mark.parametrize("stack", ["dev", "local"])
-def test_the_programs_graph_tears_down_load_balancers_before_their_controllers(program, stack):
-    run = program({"phase": "strict"}, stack=stack)
-    assert run.error is None, run.error
-    resources = [
-        {
-            "urn": r.urn,
-            "type": r.type,
-            "inputs": r.inputs,
-            "dependencies": r.dependencies,
-            "parent": r.parent,
-            "provider": r.provider,
-        }
-        for r in run.resources
-    ]
-    assert demo.teardown_problems(resources) == []
 
 
 # --- reap -----------------------------------------------------------------------------------------------------------
@@ -521,3 +471,13 @@ def test_the_command_line_drives_the_same_operations(demos, ws, capsys):
     assert "last phase" in capsys.readouterr().err
     assert demo.main(["destroy", "--name", "alice"], demos=lambda: demos) == 0
     assert ws.stacks == {}
+
+
+def test_help_needs_no_cli_and_opens_no_workspace(capsys):
+    def no_workspace() -> Demos:
+        raise AssertionError("help must not open a workspace (it resolves, and may install, the CLIs)")
+
+    with pytest.raises(SystemExit) as done:
+        demo.main(["--help"], demos=no_workspace)
+    assert done.value.code == 0
+    assert "create" in capsys.readouterr().out

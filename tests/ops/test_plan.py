@@ -117,3 +117,11 @@ def test_a_program_error_fails_the_command_with_its_message(program, monkeypatch
     err = capsys.readouterr().err
     assert "phase discovery" in err
     assert "'nope' is not another service" in err
+
+
+def test_a_phase_given_plans_as_if_the_stack_file_said_it(capsys):
+    """make plan PHASE=strict was ignored silently; now it is the plan from strict."""
+    assert main(["--stack", "local", "--set", "phase=virtual"]) == 0
+    out = capsys.readouterr().out
+    assert "step 1: (empty stack) -> virtual" in out
+    assert "step 2: virtual -> hardened" in out

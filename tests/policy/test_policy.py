@@ -19,7 +19,7 @@ import pytest
 from migration.phases import PHASE_NAMES
 from policy import rules
 from policy.rules import Resource
-from tests.conftest import ROOT
+from tests.conftest import ROOT, as_policy
 
 CONSUL = "kubernetes:helm.sh/v3:Release"
 SERVICE = "kubernetes:core/v1:Service"
@@ -340,7 +340,7 @@ def test_inline_role_policies_are_checked_as_well():
 def test_the_program_passes_every_rule_in_every_phase(program, stack, phase):
     run = program({"phase": phase}, stack=stack)
     assert run.error is None, run.error
-    resources = [Resource(r.type, r.inputs, r.urn) for r in run.resources if r.custom]
+    resources = as_policy(run, custom_only=True)
     assert [v.message for v in rules.check_stack(resources)] == []
 
 
@@ -361,7 +361,7 @@ def test_with_every_load_balancer_on_the_program_passes_every_rule(program):
     """The UI and mesh gateway Services exist only with their options on; the rules must see them."""
     run = program(EVERY_OPTION)
     assert run.error is None, run.error
-    resources = [Resource(r.type, r.inputs, r.urn) for r in run.resources if r.custom]
+    resources = as_policy(run, custom_only=True)
     assert [v.message for v in rules.check_stack(resources)] == []
     load_balancers = [lb.what for r in resources for lb in rules._load_balancers(r.resource_type, r.props)]  # pyright: ignore[reportPrivateUsage]
     assert sorted(load_balancers) == [

@@ -12,6 +12,7 @@ a real preview the pack also sees the `aws:eks/cluster:Cluster` it creates, held
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from policy import rules
 from policy.rules import Resource
+from tests.conftest import as_policy
 
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 
@@ -27,7 +29,7 @@ ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 def dev(program) -> list[Resource]:
     run = program({"phase": "hardened"})
     assert run.error is None, run.error
-    return [Resource(r.type, r.inputs, r.urn) for r in run.resources]
+    return as_policy(run)
 
 
 def broken(resources: list[Resource], typ: str, change: Callable[[dict[str, Any]], None]) -> list[Resource]:
@@ -37,7 +39,7 @@ def broken(resources: list[Resource], typ: str, change: Callable[[dict[str, Any]
         if r.resource_type == typ:
             props = copy.deepcopy(dict(r.props))
             change(props)
-            out.append(Resource(typ, props, r.urn))
+            out.append(dataclasses.replace(r, props=props))
         else:
             out.append(r)
     assert out != resources, f"the dev stack has no {typ}"

@@ -43,6 +43,7 @@ TARGETS = [
     "typecheck",
     "unit",
     "lint-workflows",
+    "snapshot",
     "bench",
     "deps",
     "lock",
@@ -248,11 +249,31 @@ def test_up_and_advance_first_say_where_the_state_is(fresh, target):
     assert check < max(i for i, line in enumerate(out) if "pulumi" in line.split()[0] or "ops.advance" in line)
 
 
-def test_demo_sets_up_the_clis_first(fresh):
+@pytest.mark.parametrize("target", ["demo", "advance"])
+def test_demo_and_advance_leave_the_clis_to_the_command_so_help_needs_none(fresh, target):
+    """`make demo ARGS=--help` installed the Pulumi and AWS CLIs (about 300 MB) before printing the
+    usage; the commands set them up themselves once they open a workspace (ops/workspace.py)."""
     set_up(fresh)
-    out = make("-n", "demo", "ARGS=list", cwd=fresh).stdout.splitlines()
-    assert out[-1] == ".venv/bin/python -m ops.demo list"
-    assert ".venv/bin/python -m ops.toolchain aws > /dev/null" in out
+    out = make("-n", target, "ARGS=--help", cwd=fresh).stdout.splitlines()
+    assert out[-1].startswith(f".venv/bin/python -m ops.{target} ") and out[-1].endswith("--help")
+    assert not [line for line in out if "ops.toolchain" in line]
+
+
+def test_plan_needs_only_the_programs_packages_and_takes_a_phase(fresh):
+    """PHASE was silently ignored: `make plan PHASE=strict` printed the plan from the stack file's phase."""
+    (fresh / ".venv").mkdir()
+    (fresh / ".venv" / ".deps").touch()  # no .dev-deps: the test tools are not needed
+    out = make("-n", "plan", "PHASE=strict", cwd=fresh).stdout.splitlines()
+    assert out == ['.venv/bin/python -m ops.plan --stack "dev" --set phase=strict']
+    assert make("-n", "plan", cwd=fresh).stdout.splitlines() == ['.venv/bin/python -m ops.plan --stack "dev"']
+
+
+def test_snapshot_compares_and_records_on_request(fresh):
+    set_up(fresh)
+    assert make("-n", "snapshot", cwd=fresh).stdout.splitlines() == [".venv/bin/python -m devtools.snapshot"]
+    assert make("-n", "snapshot", "WRITE=1", cwd=fresh).stdout.splitlines() == [
+        ".venv/bin/python -m devtools.snapshot --write"
+    ]
 
 
 def test_pulumi_finds_your_aws_first_and_the_installed_one_only_after_it():
