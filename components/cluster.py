@@ -1,18 +1,23 @@
-"""EKS for platform eks: the control plane, a managed node group, EBS volumes, and the Kubernetes provider.
+"""EKS for platform eks: the control plane, managed node groups, EBS volumes, and the Kubernetes provider.
 
-- Access: authentication mode API (access entries, no aws-auth ConfigMap). pulumi-eks creates the
-  cluster with bootstrapClusterCreatorAdminPermissions, so EKS itself gives the identity that runs
-  the first `pulumi up` (an assumed role maps to its role) a cluster-admin access entry; each role in
-  cluster.adminRoleArns gets one here. A second entry for the deployer would fail with
-  ResourceInUseException, so the deployer's own role is skipped if it is listed.
+- Access: authentication mode API (access entries, no aws-auth ConfigMap), every entry from config
+  (components/access.py: admin, deploy, preview), the same whoever runs the program. A cluster created
+  with entries in config gets no creator entry from EKS (pulumi-eks hard-codes
+  bootstrapClusterCreatorAdminPermissions true; a transform sets it false on its aws.eks.Cluster, and
+  pulumi-eks's ignoreChanges keeps clusters created before as they are). An entry that already exists
+  on the cluster (EKS's creator entry of an older cluster) is adopted: imported, then managed.
 - Workload identity: IRSA, through the cluster's IAM OIDC provider. Every AWS-facing workload (the
   EBS CSI driver here, the load balancer controller) gets its own role whose trust names one service
   account. Chosen over EKS Pod Identity because it needs no agent add-on to pin and keep in step
   with the cluster, and both charts take it as a plain service account annotation.
 - Nodes: private subnets, IMDSv2 required with a hop limit of 1 so that pods cannot reach the
-  node's instance credentials, encrypted root volumes. On-Demand or Spot capacity: a Spot group lists
-  several instance types of one size, and EKS launches a replacement for a Spot node at risk of
-  interruption before it drains that node (capacity rebalancing).
+  node's instance credentials, encrypted root volumes, at the control plane's Kubernetes version.
+  On-Demand or Spot capacity: a Spot group lists several instance types of one size, and EKS
+  launches a replacement for a Spot node at risk of interruption before it drains that node
+  (capacity rebalancing). Consul's servers never run on Spot: with Spot nodes an on-demand group of
+  one node per server holds them.
+- Control-plane logs go to /aws/eks/<name>/cluster, a log group the stack owns (EKS would create it
+  with no retention, and nothing would delete it).
 - CoreDNS: pulumi-eks's own add-on is off; components/dns.py owns the `coredns` add-on and its Corefile.
 """
 
@@ -20,20 +25,26 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from .access import PREVIEW_GROUP, PREVIEW_ROLE, PREVIEW_RULES, READ_VERBS, Grant, policy_arn
 from .annotations import IS_DEFAULT_CLASS
+from .iam import Iam
 from .network import Network
 
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 DEFAULT_STORAGE_CLASS = "gp3"
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly", "AmazonEKS_CNI_Policy")
+# The Consul servers' on-demand nodes (with SPOT). 2 vCPU, 2 GiB, 11 pods: the node's 4 DaemonSet pods and
+# a server (100m, 200Mi) leave room for 6 more; the server's priority class preempts them if need be.
+SERVER_INSTANCE_TYPES = ("t3.small",)
 _EKS_NAME_MAX = 100
 
 
@@ -74,27 +85,41 @@ def _service_trust_policy(service: str) -> str:
 @dataclass
 class EksClusterArgs:
     cluster_name: str  # the physical name; the subnets carry it in their cluster tag
-    kubernetes_version: str
+    kubernetes_version: pulumi.Input[str]  # the control plane's and every node group's
     network: Network  # the VPC and its subnets: the control plane in both, the nodes in the private ones
     instance_types: list[str]  # with SPOT, several of one size: more capacity pools, same pods per node
     capacity_type: Literal["ON_DEMAND", "SPOT"]
     min_size: int
     desired_size: int
     max_size: int
-    admin_role_arns: list[str]
+    grants: list[Grant]  # everyone with access, from config alone
     public_access_cidrs: list[str]
     log_types: list[str]
+    log_retention_days: int
     service_cidr: str
     ebs_csi_addon_version: str
     kube_proxy_addon_version: str
     vpc_cni_addon_version: str
     protect: bool  # guards the cluster and its secrets key against deletion and replacement
+    iam: Iam
+    server_nodes: int = 0  # an on-demand group of this many nodes for Consul's servers (with SPOT)
     node_volume_size: int = 30
+
+
+RBAC = "rbac.authorization.k8s.io"
+CONTROL_PLANE_LOG_GROUP = "/aws/eks/{}/cluster"  # EKS User Guide, control-plane-logs: the group EKS writes to
+
+
+def adopted(found: Sequence[str] | None, wanted: str) -> str | None:
+    """`wanted` as an import ID when a live read found it (it exists outside this stack's state, or in it:
+    for a resource already in state the import option is a no-op, pulumi step_generator isImport)."""
+    return wanted if wanted in (found or []) else None
 
 
 class EksCluster(pulumi.ComponentResource):
     cluster: eks.Cluster
     node_group: eks.ManagedNodeGroup
+    node_groups: list[eks.ManagedNodeGroup]  # the general one first; with SPOT, the servers' after it
     ebs_csi_addon: aws.eks.Addon
     default_storage_class: k8s.storage.v1.StorageClass
     provider: k8s.Provider  # the only way Kubernetes resources reach this cluster
@@ -102,10 +127,10 @@ class EksCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]  # secret
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
-    admin_principal: str  # the IAM principal that EKS makes cluster admin at creation
     region: str
     partition: str
     vpc_id: pulumi.Input[str]  # the VPC it runs in (the load balancer controller's)
+    iam: Iam  # how the roles of this stack are named, tagged and bounded (the controller's too)
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # The type token is state identity (in every URN below it), not a module path: it never changes.
@@ -114,10 +139,17 @@ class EksCluster(pulumi.ComponentResource):
         partition = aws.get_partition()
         self.partition = partition.partition
         self.region = aws.get_region().region
-        caller = aws.get_caller_identity()
-        # An assumed-role session ARN (sts ... assumed-role/<role>/<session>) maps to its role.
-        self.admin_principal = aws.iam.get_session_context(arn=caller.arn).issuer_arn or caller.arn
         self.vpc_id = args.network.vpc_id
+        self.iam = args.iam
+        if not args.grants:
+            pulumi.log.warn(
+                "cluster.access is empty: the identity that creates the cluster is its only admin, through an "
+                "entry EKS makes outside this stack; list the admins, the deploy role and CI's preview role in "
+                "cluster.access (docs/reference/security.md)",
+                resource=self,
+            )
+        # What already exists of this cluster, read live (the same for whoever runs the program).
+        self._live = args.cluster_name in (aws.eks.get_clusters().names or [])
 
         self.cluster = self._control_plane()
         self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig_json)
@@ -125,12 +157,20 @@ class EksCluster(pulumi.ComponentResource):
         self.oidc_issuer = self.cluster.oidc_issuer
         # Known at preview, and waits for the cluster wherever it is used.
         self.cluster_name = self.cluster.urn.apply(lambda _: args.cluster_name)
+        writers = self._access()
+        self.node_groups = self._nodes(partition.dns_suffix)
+        self.node_group = self.node_groups[0]
+        # Configured only once the deployer can authenticate: its entry is in place (entries are eventually
+        # consistent, EKS User Guide creating-access-entries) and the nodes came up meanwhile. Configured
+        # any earlier, the provider marks the cluster unreachable and every Helm release fails
+        # (pulumi-kubernetes provider.go Configure, helm_release.go Create).
         self.provider = k8s.Provider(
-            f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*writers, *self.node_groups]),
         )
-
-        self.node_group = self._nodes(partition.dns_suffix)
         self.ebs_csi_addon, self.default_storage_class = self._ebs_storage()
+        self._preview_rbac()
 
         self.register_outputs(
             {
@@ -141,17 +181,26 @@ class EksCluster(pulumi.ComponentResource):
         )
 
     def _control_plane(self) -> eks.Cluster:
-        """The EKS control plane: access entries for the admin roles, the private and public endpoint,
-        Secrets encrypted with a key of its own, control-plane logs, the OIDC provider for IRSA."""
+        """The EKS control plane: the private and public endpoint, Secrets encrypted with a key of its own,
+        control-plane logs into a group of the stack's, the OIDC provider for IRSA."""
         name, args = self._name, self._args
-        admin_policy = f"arn:{self.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
         key = aws.kms.Key(
             f"{name}-secrets",
             description=f"Envelope encryption of Kubernetes Secrets in EKS cluster {args.cluster_name}",
             enable_key_rotation=True,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),  # losing it loses every Secret
         )
-
+        group_name = CONTROL_PLANE_LOG_GROUP.format(args.cluster_name)
+        found = aws.cloudwatch.get_log_groups(log_group_name_prefix=group_name).log_group_names
+        # Before the cluster, so that EKS writes into it rather than creating one without retention; an
+        # existing one (EKS made it for a cluster deployed before, or a destroyed stack left it) is adopted.
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=group_name,
+            retention_in_days=args.log_retention_days,
+            tags=args.iam.tags,
+            opts=pulumi.ResourceOptions(parent=self, import_=adopted(found, group_name)),
+        )
         return eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -161,19 +210,6 @@ class EksCluster(pulumi.ComponentResource):
             private_subnet_ids=args.network.private_subnet_ids,
             skip_default_node_group=True,
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries={
-                _role_name(arn): eks.AccessEntryArgs(
-                    principal_arn=arn,
-                    access_policies={
-                        "cluster-admin": eks.AccessPolicyAssociationArgs(
-                            policy_arn=admin_policy,
-                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                        )
-                    },
-                )
-                for arn in dict.fromkeys(args.admin_role_arns)
-                if arn != self.admin_principal
-            },
             endpoint_public_access=True,
             endpoint_private_access=True,  # nodes reach the API server inside the VPC
             public_access_cidrs=args.public_access_cidrs,
@@ -187,24 +223,118 @@ class EksCluster(pulumi.ComponentResource):
             kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(version=args.kube_proxy_addon_version),
             vpc_cni_options=eks.VpcCniOptionsArgs(addon_version=args.vpc_cni_addon_version),
             deletion_protection=args.protect,
+            # The cluster, its service role, security group, OIDC provider and add-ons (pulumi-eks tags them all).
+            tags=args.iam.tags,
             # No storage_classes: EKS (1.30 and later) no longer marks its gp2 class default, so the
             # encrypted gp3 class below is the only default.
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.protect,
+                depends_on=[logs],
+                transforms=[args.iam.transform, *([no_creator_entry] if args.grants else [])],
+            ),
         )
 
-    def _nodes(self, dns_suffix: str) -> eks.ManagedNodeGroup:
-        """The managed node group in the private subnets: its role, and a launch template with IMDSv2."""
+    def _access(self) -> list[aws.eks.AccessPolicyAssociation]:
+        """One access entry per grant, with its access policy; returns the associations of those who deploy.
+
+        An entry is keyed by its principal only, so that a level change swaps the policy and keeps the
+        entry. Entries made before by pulumi-eks (`cluster-eks-admin-<key>` under the eks:index:Cluster
+        component) keep their state through aliases.
+        """
         name, args = self._name, self._args
-        child = pulumi.ResourceOptions(parent=self)
+        writers: list[aws.eks.AccessPolicyAssociation] = []
+        for grant in args.grants:
+            old = f"{name}-eks-admin-{grant.key}"  # what pulumi-eks called an adminRoleArns entry
+            found = self._entry_exists(grant.principal_arn)
+            entry = aws.eks.AccessEntry(
+                f"{name}-access-{grant.key}",
+                cluster_name=self.cluster_name,
+                principal_arn=grant.principal_arn,
+                kubernetes_groups=list(grant.groups) or None,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    aliases=[pulumi.Alias(name=old, parent=self.cluster)],
+                    import_=f"{args.cluster_name}:{grant.principal_arn}" if found else None,
+                ),
+            )
+            if grant.policy is None:
+                continue
+            scope = aws.eks.AccessPolicyAssociationAccessScopeArgs(
+                type="namespace" if grant.namespaces else "cluster",
+                namespaces=list(grant.namespaces) or None,
+            )
+            was_admin = grant.policy == "AmazonEKSClusterAdminPolicy" and not grant.namespaces
+            association = aws.eks.AccessPolicyAssociation(
+                f"{name}-access-{grant.key}-{grant.policy}",
+                cluster_name=self.cluster_name,
+                principal_arn=grant.principal_arn,
+                policy_arn=policy_arn(self.partition, grant.policy),
+                access_scope=scope,
+                opts=pulumi.ResourceOptions(
+                    parent=entry,
+                    aliases=[
+                        pulumi.Alias(
+                            name=f"{old}-cluster-admin",
+                            parent=pulumi.create_urn(old, "aws:eks/accessEntry:AccessEntry", parent=self.cluster),
+                        )
+                    ]
+                    if was_admin
+                    else None,
+                ),
+            )
+            if grant.writes:
+                writers.append(association)
+        return writers
+
+    def _entry_exists(self, principal_arn: str) -> bool:
+        """Whether the live cluster has an entry for `principal_arn` (read only when the cluster exists)."""
+        if not self._live:
+            return False
+        try:
+            aws.eks.get_access_entry(cluster_name=self._args.cluster_name, principal_arn=principal_arn)
+        except Exception as e:  # the data source fails on a missing entry: that is the answer
+            if "couldn't find resource" in str(e) or "ResourceNotFoundException" in str(e):
+                return False
+            raise
+        return True
+
+    def _preview_rbac(self) -> None:
+        """The preview level: read the program's own kinds, nothing else (components/access.py)."""
+        name = self._name
+        opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        role = k8s.rbac.v1.ClusterRole(
+            f"{name}-preview",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=PREVIEW_ROLE),
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[group], resources=list(resources), verbs=list(READ_VERBS))
+                for group, resources in PREVIEW_RULES
+            ],
+            opts=opts,
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-preview",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=PREVIEW_ROLE),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group=RBAC, kind="ClusterRole", name=PREVIEW_ROLE),
+            subjects=[k8s.rbac.v1.SubjectArgs(api_group=RBAC, kind="Group", name=PREVIEW_GROUP)],
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[role]),
+        )
+
+    def _nodes(self, dns_suffix: str) -> list[eks.ManagedNodeGroup]:
+        """The managed node groups in the private subnets: their role, and a launch template with IMDSv2."""
+        name, args = self._name, self._args
         node_role = aws.iam.Role(
-            f"{name}-node", assume_role_policy=_service_trust_policy(f"ec2.{dns_suffix}"), opts=child
+            f"{name}-node",
+            assume_role_policy=_service_trust_policy(f"ec2.{dns_suffix}"),
+            **args.iam.role("node"),
+            opts=args.iam.opts(self),
         )
         node_policies = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-node-{policy}",
                 role=node_role.name,
                 policy_arn=f"arn:{self.partition}:iam::aws:policy/{policy}",
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self),
             )
             for policy in NODE_POLICIES
         ]
@@ -227,23 +357,49 @@ class EksCluster(pulumi.ComponentResource):
                 )
             ],
             update_default_version=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        return eks.ManagedNodeGroup(
-            f"{name}-nodes",
-            cluster=self.cluster,
-            node_role_arn=node_role.arn,
-            subnet_ids=args.network.private_subnet_ids,
-            instance_types=args.instance_types,
-            capacity_type=args.capacity_type,
-            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                min_size=args.min_size, desired_size=args.desired_size, max_size=args.max_size
-            ),
-            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
-                id=launch_template.id, version=launch_template.latest_version.apply(str)
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=node_policies),
+        template = aws.eks.NodeGroupLaunchTemplateArgs(
+            id=launch_template.id, version=launch_template.latest_version.apply(str)
         )
+
+        def group(
+            suffix: str, capacity: str, types: list[str], sizes: tuple[int, int, int], subnets: list[pulumi.Output[str]]
+        ) -> eks.ManagedNodeGroup:
+            low, desired, high = sizes
+            return eks.ManagedNodeGroup(
+                f"{name}-{suffix}",
+                cluster=self.cluster,
+                # With a launch template pulumi-eks leaves the version to us (nodes/nodegroup.ts
+                # createManagedNodeGroup): without it the nodes would stay on the version they were
+                # created with, and EKS refuses the next control-plane update until they catch up.
+                version=args.kubernetes_version,
+                node_role_arn=node_role.arn,
+                subnet_ids=subnets,
+                instance_types=types,
+                capacity_type=capacity,
+                scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=low, desired_size=desired, max_size=high),
+                launch_template=template,
+                tags=args.iam.tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=node_policies),
+            )
+
+        groups = [
+            group(
+                "nodes",
+                args.capacity_type,
+                args.instance_types,
+                (args.min_size, args.desired_size, args.max_size),
+                args.network.private_subnet_ids,
+            )
+        ]
+        if args.server_nodes:
+            # One on-demand node per Consul server; the servers select it (consul_values ON_DEMAND_NODES).
+            # A single server's replacement node must come up in the zone of its EBS volume: one subnet.
+            n = args.server_nodes
+            subnets = args.network.private_subnet_ids[:1] if n == 1 else args.network.private_subnet_ids
+            groups.append(group("servers", "ON_DEMAND", list(SERVER_INSTANCE_TYPES), (n, n, n), subnets))
+        return groups
 
     def _ebs_storage(self) -> tuple[aws.eks.Addon, k8s.storage.v1.StorageClass]:
         """The EBS CSI driver (add-on, with its IRSA role) and the default gp3 StorageClass."""
@@ -253,7 +409,8 @@ class EksCluster(pulumi.ComponentResource):
         ebs_role = aws.iam.Role(
             f"{name}-ebs-csi",
             assume_role_policy=irsa_trust_policy(self.oidc_provider_arn, self.oidc_issuer, ebs_namespace, ebs_account),
-            opts=child,
+            **args.iam.role("ebs-csi"),
+            opts=args.iam.opts(self),
         )
         ebs_policy = aws.iam.RolePolicyAttachment(
             f"{name}-ebs-csi",
@@ -270,7 +427,7 @@ class EksCluster(pulumi.ComponentResource):
             service_account_role_arn=ebs_role.arn,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node_group, ebs_policy]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.node_groups, ebs_policy]),
         )
         # Consul's servers keep their data on volumes of this class; encrypted with the account's
         # EBS key, bound in the zone where the pod lands, growable in place.
@@ -290,7 +447,14 @@ class EksCluster(pulumi.ComponentResource):
         return addon, storage_class
 
 
-def _role_name(arn: str) -> str:
-    """The access entry key: account and role name, so that reordering adminRoleArns replaces nothing."""
-    account, role = arn.split(":")[4], arn.rsplit("/", 1)[-1]
-    return "admin-" + re.sub(r"[^A-Za-z0-9-]", "-", f"{account}-{role}")
+def no_creator_entry(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+    """No EKS creator entry on a cluster whose access is all in config (pulumi-eks sets it true; its
+    ignoreChanges on the field leaves an existing cluster's as it was created)."""
+    if args.type_ != "aws:eks/cluster:Cluster":
+        return None
+    old: Any = args.props.get("accessConfig")
+    access: dict[str, Any] = {
+        **(old if isinstance(old, dict) else {}),
+        "bootstrapClusterCreatorAdminPermissions": False,
+    }
+    return pulumi.ResourceTransformResult(props={**args.props, "accessConfig": access}, opts=args.opts)

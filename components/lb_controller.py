@@ -90,14 +90,16 @@ class LoadBalancerController(pulumi.ComponentResource):
             f"{name}-policy",
             description="AWS Load Balancer Controller: the project's official policy, action for action",
             policy=controller_policy_json(cluster.partition),
-            opts=child,
+            **cluster.iam.policy("lb-controller"),
+            opts=cluster.iam.opts(self),
         )
         role = aws.iam.Role(
             f"{name}-role",
             assume_role_policy=irsa_trust_policy(
                 cluster.oidc_provider_arn, cluster.oidc_issuer, NAMESPACE, SERVICE_ACCOUNT
             ),
-            opts=child,
+            **cluster.iam.role("lb-controller"),
+            opts=cluster.iam.opts(self),
         )
         attachment = aws.iam.RolePolicyAttachment(f"{name}-policy", role=role.name, policy_arn=policy.arn, opts=child)
         self.role_arn = role.arn
@@ -113,6 +115,6 @@ class LoadBalancerController(pulumi.ComponentResource):
                 timeout=600,  # image pull and two replicas on fresh nodes
             ),
             # On the nodes its pods run on.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment, cluster.node_group]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment, *cluster.node_groups]),
         )
         self.register_outputs({"roleArn": self.role_arn})

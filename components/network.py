@@ -24,6 +24,8 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
+from .iam import Iam
+
 ELB_ROLE_TAG = "kubernetes.io/role/elb"
 INTERNAL_ELB_ROLE_TAG = "kubernetes.io/role/internal-elb"
 
@@ -41,6 +43,7 @@ class NetworkArgs:
     nat_gateways: Literal["single", "perAz"]
     cluster_name: str  # the EKS cluster that will use the subnets
     protect: bool  # guard the VPC against deletion and replacement
+    iam: Iam  # the flow logs role's name, tags and boundary
     flow_log_retention_days: int | None = None  # None: no flow logs
 
 
@@ -200,7 +203,8 @@ class Network(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-flow-logs",
             assume_role_policy=flow_logs_trust_policy(partition, region, account),
-            opts=child,
+            **args.iam.role("flow-logs"),
+            opts=args.iam.opts(self),
         )
         policy = aws.iam.RolePolicy(
             f"{name}-flow-logs",

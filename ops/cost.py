@@ -39,6 +39,7 @@ class InstanceType:
 
 
 INSTANCE_TYPES: Mapping[str, InstanceType] = {
+    "t3.small": InstanceType(2, 2, 11),  # the Consul servers' on-demand nodes with Spot (components/cluster.py)
     "t3.medium": InstanceType(2, 4, 17),
     "t3a.medium": InstanceType(2, 4, 17),
     "t3.large": InstanceType(2, 8, 35),
@@ -65,6 +66,7 @@ class RegionPrices:
 PRICES: Mapping[str, RegionPrices] = {
     "us-west-2": RegionPrices(
         on_demand={
+            "t3.small": 0.0208,
             "t3.medium": 0.0416,
             "t3a.medium": 0.0376,
             "t3.large": 0.0832,
@@ -99,7 +101,11 @@ OTHER_CONTROL_PLANE_LOG_GB_PER_HOUR = 0.002  # api, authenticator, controllerMan
 
 CONSUL_SERVER_STORAGE = "10Gi"  # the Consul chart's server.storage default; the project leaves it
 NODE_VOLUME_GB = 20  # EKS's own default root volume, when no launch template sets one
-PUBLIC_SUBNET_TAG = "kubernetes.io/role/elb"  # components/network.py: where internet-facing NLBs go
+PUBLIC_SUBNET_TAG = "kubernetes.io/role/elb"
+# The log groups the stack owns (components/network.py, components/cluster.py): EKS writes the control
+# plane's to /aws/eks/<cluster>/cluster (EKS User Guide, control-plane-logs).
+FLOW_LOG_GROUPS = "/aws/vpc-flow-logs/"
+CONTROL_PLANE_LOG_GROUP = "/aws/eks/{}/cluster"  # components/network.py: where internet-facing NLBs go
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,8 @@ def _nodes(run: Run, prices: RegionPrices) -> list[CostLine]:
         table = prices.spot if capacity == "SPOT" else prices.on_demand
         chosen = types if capacity == "SPOT" else types[:1]
         unpriced = [t for t in chosen if t not in table]
-        label = f"{count} x {'/'.join(chosen)} {capacity.lower().replace('_', '-')}"
+        whose = " for the Consul servers" if group.name.endswith("-servers") else ""  # components/cluster.py
+        label = f"{count} x {'/'.join(chosen)} {capacity.lower().replace('_', '-')}{whose}"
         if capacity not in ("ON_DEMAND", "SPOT") or unpriced or not chosen:
             missing = ", ".join(unpriced) or "(no instance type)"
             lines.append(CostLine(f"no price for {missing} {capacity.lower().replace('_', '-')} ({count} nodes)", None))
@@ -191,9 +198,17 @@ def _control_planes(run: Run, prices: RegionPrices) -> list[CostLine]:
         types = list(cluster.inputs.get("enabledClusterLogTypes") or [])
         if types:
             gb = sum(CONTROL_PLANE_LOG_GB_PER_HOUR.get(t, OTHER_CONTROL_PLANE_LOG_GB_PER_HOUR) for t in types)
-            what = f"control-plane logs ({', '.join(types)})"
-            lines.append(CostLine(what, gb * prices.logs_ingestion, estimate=True))
+            # Kept as long as the stack's group says (components/cluster.py owns /aws/eks/<name>/cluster).
+            days = _retention(run, CONTROL_PLANE_LOG_GROUP.format(cluster.inputs.get("name")))
+            stored = gb * 24 * days * prices.logs_storage / HOURS_PER_MONTH
+            what = f"control-plane logs ({', '.join(types)}) kept {days} days"
+            lines.append(CostLine(what, gb * prices.logs_ingestion + stored, estimate=True))
     return lines
+
+
+def _retention(run: Run, group_name: str) -> int:
+    groups = [g for g in run.of_type("aws:cloudwatch/logGroup:LogGroup") if g.inputs.get("name") == group_name]
+    return max((int(g.inputs.get("retentionInDays") or 0) for g in groups), default=0)
 
 
 def _network(run: Run, prices: RegionPrices) -> list[CostLine]:
@@ -227,12 +242,19 @@ def _volumes(run: Run, prices: RegionPrices) -> list[CostLine]:
 
 
 def _flow_logs(run: Run, prices: RegionPrices) -> list[CostLine]:
-    if not run.of_type("aws:ec2/flowLog:FlowLog"):
+    flows = run.of_type("aws:ec2/flowLog:FlowLog")
+    if not flows:
         return []
     nodes = sum(_desired(g) for g in run.of_type("eks:index:ManagedNodeGroup"))
     gb_per_hour = max(nodes, 1) * FLOW_LOG_GB_PER_NODE_HOUR
-    groups = run.of_type("aws:cloudwatch/logGroup:LogGroup")
-    days = max((int(g.inputs.get("retentionInDays") or 0) for g in groups), default=0)
+    days = max(
+        (
+            _retention(run, str(g.inputs.get("name")))
+            for g in run.of_type("aws:cloudwatch/logGroup:LogGroup")
+            if str(g.inputs.get("name", "")).startswith(FLOW_LOG_GROUPS)
+        ),
+        default=0,
+    )
     stored_gb = gb_per_hour * 24 * days
     hourly = gb_per_hour * prices.logs_ingestion + stored_gb * prices.logs_storage / HOURS_PER_MONTH
     return [CostLine("flow logs", hourly, estimate=True)]

@@ -17,6 +17,7 @@ from components.consul import Consul, ConsulArgs
 from components.consul_values import ConsulSettings
 from components.dns import ConsulDnsArgs, ConsulDnsForwarding
 from components.gateway import ApiGateway, ApiGatewayArgs
+from components.iam import Iam
 from components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.network import Network, NetworkArgs
 from components.services import DemoServices, DemoServicesArgs
@@ -73,6 +74,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
     """
     n, c, v = cfg.network, cfg.cluster, cfg.versions
     name = eks_cluster_name(pulumi.get_project(), pulumi.get_stack())
+    iam = Iam(stack=pulumi.get_stack(), cluster_name=name, boundary=c.permissions_boundary_arn)
     public, private = n.subnet_cidrs()
     network = Network(
         "network",
@@ -83,6 +85,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
             nat_gateways=n.nat_gateways,
             cluster_name=name,
             protect=c.protect,
+            iam=iam,
             flow_log_retention_days=n.flow_log_retention_days if n.flow_logs else None,
         ),
     )
@@ -97,14 +100,18 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
             min_size=c.min_size,
             desired_size=c.desired_size,
             max_size=c.max_size,
-            admin_role_arns=list(c.admin_role_arns),
+            grants=c.grants(),
             public_access_cidrs=[str(r) for r in c.public_access_cidrs],
             log_types=list(c.log_types),
+            log_retention_days=c.log_retention_days,
             service_cidr=str(c.service_cidr),
             ebs_csi_addon_version=v.ebs_csi_addon,
             kube_proxy_addon_version=v.kube_proxy_addon,
             vpc_cni_addon_version=v.vpc_cni_addon,
             protect=c.protect,
+            iam=iam,
+            # Consul's servers never run on Spot: with Spot nodes they get on-demand ones of their own.
+            server_nodes=cfg.consul.server_replicas if c.capacity_type == "SPOT" else 0,
         ),
     )
     controller = LoadBalancerController(

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.access import Grant, Level
 from migration.fleet import Fleet, FleetError, Problem, Service, check_graph
 from migration.outside import Destination, Outside, OutsideKind
 from migration.phases import Phase
@@ -67,6 +68,13 @@ LOG_RETENTION_DAYS = (
 )
 
 
+def _retention_days(days: int) -> int:
+    if days not in LOG_RETENTION_DAYS:
+        allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
+        raise ValueError(f"must be a retention period CloudWatch Logs accepts, in days: {allowed}")
+    return days
+
+
 class NetworkConfig(_Model):
     """The VPC (platform eks)."""
 
@@ -81,10 +89,7 @@ class NetworkConfig(_Model):
     @field_validator("flow_log_retention_days")
     @classmethod
     def _retention(cls, v: int) -> int:
-        if v not in LOG_RETENTION_DAYS:
-            allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
-            raise ValueError(f"must be a retention period CloudWatch Logs accepts, in days: {allowed}")
-        return v
+        return _retention_days(v)
 
     @field_validator("cidr")
     @classmethod
@@ -133,6 +138,23 @@ RoleArn = Annotated[
         description="an IAM role ARN such as arn:aws:iam::123456789012:role/platform-admins",
     ),
 ]
+PrincipalArn = Annotated[
+    str,
+    Field(
+        # An access entry's principal: an IAM role (a path is allowed) or user, never an sts session.
+        pattern=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$",
+        description=(
+            "an IAM role or user ARN such as arn:aws:iam::123456789012:role/ci-deploy (not an sts assumed-role session)"
+        ),
+    ),
+]
+PolicyArn = Annotated[
+    str,
+    Field(
+        pattern=r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]+$",
+        description="an IAM managed policy ARN such as arn:aws:iam::123456789012:policy/platform-boundary",
+    ),
+]
 # The VPC CNI gives every pod a VPC address; these sizes have 4 (eni-max-pods), all taken by the
 # DaemonSets every node runs (aws-node, kube-proxy, ebs-csi-node, consul-cni).
 _TOO_SMALL_SIZES = ("nano", "micro")
@@ -169,6 +191,17 @@ ON_DEMAND_INSTANCE_TYPES = ("t3.medium",)
 SPOT_INSTANCE_TYPES = ("t3.medium", "t3a.medium")
 
 
+class AccessConfig(_Model):
+    """One principal's access to the cluster (components/access.py says what each level grants)."""
+
+    principal_arn: PrincipalArn
+    level: Level
+    namespaces: list[DnsLabel] = Field(default_factory=list)  # empty: the whole cluster
+
+    def grant(self) -> Grant:
+        return Grant(self.principal_arn, self.level, tuple(self.namespaces))
+
+
 class ClusterConfig(_Model):
     """The EKS cluster (platform eks) or the existing cluster (platform kubernetes)."""
 
@@ -178,7 +211,10 @@ class ClusterConfig(_Model):
     min_size: int = Field(default=2, ge=1, le=100)
     desired_size: int = Field(default=2, ge=1, le=100)
     max_size: int = Field(default=3, ge=1, le=100)
-    admin_role_arns: list[RoleArn] = Field(default_factory=list)
+    admin_role_arns: list[RoleArn] = Field(default_factory=list)  # level admin
+    access: list[AccessConfig] = Field(default_factory=list)
+    permissions_boundary_arn: PolicyArn | None = None
+    log_retention_days: int = 30  # the control-plane log group
     public_access_cidrs: list[Cidr] = Field(default_factory=lambda: [Cidr("0.0.0.0/0")], min_length=1)
     log_types: list[LogType] = Field(default_factory=lambda: ["api", "audit", "authenticator"])
     service_cidr: Cidr = Cidr("172.20.0.0/16")
@@ -216,13 +252,25 @@ class ClusterConfig(_Model):
             )
         return v
 
-    @field_validator("admin_role_arns")
-    @classmethod
-    def _one_entry_per_role(cls, v: list[str]) -> list[str]:
-        dupes = sorted({a for a in v if v.count(a) > 1})
+    @model_validator(mode="after")
+    def _one_entry_per_principal(self) -> ClusterConfig:
+        arns = [g.principal_arn for g in self.grants()]
+        dupes = sorted({a for a in arns if arns.count(a) > 1})
         if dupes:  # EKS takes one access entry per principal (ResourceInUseException)
-            raise ValueError(f"{', '.join(dupes)} is listed twice; list each role once")
-        return v
+            raise ValueError(
+                f"{', '.join(dupes)} is listed twice in cluster.access and cluster.adminRoleArns; "
+                "list each principal once, with one level"
+            )
+        return self
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _log_retention(cls, v: int) -> int:
+        return _retention_days(v)
+
+    def grants(self) -> list[Grant]:
+        """Everyone with access, from config alone: adminRoleArns as level admin, then `access`."""
+        return [Grant(arn, "admin") for arn in self.admin_role_arns] + [a.grant() for a in self.access]
 
     @field_validator("service_cidr")
     @classmethod
@@ -544,6 +592,15 @@ class StackConfig(_Model):
                 f"consul.serverReplicas {self.consul.server_replicas} needs as many nodes (one server per node); "
                 f"cluster.nodeCount is {self.cluster.node_count}: set it to the nodes of your cluster"
             )
+        if self.platform == "kubernetes":
+            eks_only = {
+                "cluster.access": self.cluster.access or self.cluster.admin_role_arns,
+            }
+            for key, value in eks_only.items():
+                if value:
+                    raise ValueError(
+                        f"{key} is for platform eks (EKS access entries); on platform kubernetes leave it unset"
+                    )
         if self.platform == "eks" and "node_count" in self.cluster.model_fields_set:
             raise ValueError(
                 f"cluster.nodeCount {self.cluster.node_count} is for platform kubernetes; on eks the node group "
@@ -565,7 +622,8 @@ class StackConfig(_Model):
             unreachable = self._ci_unreachable()
             if unreachable:
                 raise ValueError(unreachable)
-            if self.consul.server_replicas > self.cluster.desired_size:
+            if self.cluster.capacity_type == "ON_DEMAND" and self.consul.server_replicas > self.cluster.desired_size:
+                # With SPOT the servers get an on-demand node group of their own, one node per server.
                 raise ValueError(
                     f"consul.serverReplicas {self.consul.server_replicas} needs as many nodes (one server per "
                     f"node); cluster.desiredSize is {self.cluster.desired_size}"

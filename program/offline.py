@@ -243,6 +243,9 @@ def run_program(
                             "deletedWith": request.deletedWith,
                             "version": request.version,
                             "aliases": len(request.aliases),
+                            "aliasSpecs": [_alias(a) for a in request.aliases],
+                            "importId": request.importId,
+                            "transforms": len(request.transforms),
                             "additionalSecretOutputs": list(request.additionalSecretOutputs),
                         },
                     )
@@ -296,6 +299,14 @@ def run_program(
     finally:
         os.chdir(cwd)
     return run
+
+
+def _alias(alias: Any) -> dict[str, str]:
+    """A registered alias as {urn} or {name, type, parent}: what the engine matches old state against."""
+    if alias.HasField("spec"):
+        spec = alias.spec
+        return {"name": spec.name, "type": spec.type, "parent": spec.parentUrn}
+    return {"urn": alias.urn}
 
 
 def _drain() -> None:

@@ -16,8 +16,11 @@ from components.cluster import eks_cluster_name
 from policy.rules import creates_load_balancer, iam_action_wildcards
 from program import versions
 
-DEPLOYER_ROLE = "arn:aws:iam::123456789012:role/deployer"  # what the mocked session context resolves to
+DEPLOYER_ROLE = "arn:aws:iam::123456789012:role/deployer"
 ADMINS_ROLE = "arn:aws:iam::123456789012:role/platform-admins"
+PREVIEW_ROLE = "arn:aws:iam::123456789012:role/ci-preview"
+TEAM_ROLE = "arn:aws:iam::123456789012:role/web-team"
+BOUNDARY = "arn:aws:iam::123456789012:policy/platform-boundary"
 WIDE = {
     "network": {"azCount": 3, "natGateways": "perAz", "flowLogRetentionDays": 30},
     "cluster": {
@@ -26,7 +29,14 @@ WIDE = {
         "minSize": 3,
         "desiredSize": 4,
         "maxSize": 6,
-        "adminRoleArns": [DEPLOYER_ROLE, ADMINS_ROLE],
+        "adminRoleArns": [ADMINS_ROLE],
+        "access": [
+            {"principalArn": DEPLOYER_ROLE, "level": "deploy"},
+            {"principalArn": PREVIEW_ROLE, "level": "preview"},
+            {"principalArn": TEAM_ROLE, "level": "preview", "namespaces": ["web"]},
+        ],
+        "permissionsBoundaryArn": BOUNDARY,
+        "logRetentionDays": 90,
         "publicAccessCidrs": ["203.0.113.0/24"],
         "logTypes": ["api", "audit"],
         "protect": False,
@@ -187,7 +197,7 @@ def flow_log_role(run) -> Any:
 def test_vpc_flow_logs_send_accepted_and_rejected_traffic_to_a_log_group_kept_as_configured(dev, wide):
     for run, days in ((dev, 7), (wide, 30)):
         flow = flow_log(run).inputs
-        group = run.one("aws:cloudwatch/logGroup:LogGroup")
+        group = run.one("aws:cloudwatch/logGroup:LogGroup", "network-flow-logs")
         assert flow["vpcId"] == "network-vpc-id"  # the whole VPC: every subnet and interface
         assert flow["trafficType"] == "ALL"
         assert flow["logDestinationType"] == "cloud-watch-logs"
@@ -223,8 +233,9 @@ def test_the_flow_log_role_may_only_write_log_streams_of_its_own_log_group(dev):
 def test_flow_logs_can_be_turned_off(program):
     run = program({"network": {"flowLogs": False}})
     assert run.error is None, run.error
-    for type_ in ("aws:ec2/flowLog:FlowLog", "aws:cloudwatch/logGroup:LogGroup", "aws:iam/rolePolicy:RolePolicy"):
+    for type_ in ("aws:ec2/flowLog:FlowLog", "aws:iam/rolePolicy:RolePolicy"):
         assert run.of_type(type_) == []
+    assert [g.name for g in run.of_type("aws:cloudwatch/logGroup:LogGroup")] == ["cluster-logs"]  # the control plane's
     assert not [r for r in run.of_type("aws:iam/role:Role") if "vpc-flow-logs" in r.inputs["assumeRolePolicy"]]
 
 
@@ -319,29 +330,12 @@ def test_the_vpc_the_cluster_and_its_secrets_key_are_protected_unless_turned_off
     assert cluster(wide).inputs["deletionProtection"] is False
 
 
-def test_access_entries_make_the_admin_roles_cluster_admins(dev, wide):
-    assert cluster(dev).inputs["authenticationMode"] == "API"
-    assert not cluster(dev).inputs.get("accessEntries")  # the deployer is admin through EKS's creator entry
-    entries = cluster(wide).inputs["accessEntries"]
-    # The deployer's own role already has the creator's entry; a second one would fail to create.
-    assert [e["principalArn"] for e in entries.values()] == [ADMINS_ROLE]
-    (entry,) = entries.values()
-    assert entry["accessPolicies"] == {
-        "cluster-admin": {
-            "policyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
-            "accessScope": {"type": "cluster"},
-        }
-    }
-    context = [c for c in wide.calls if c["token"] == "aws:iam/getSessionContext:getSessionContext"]
-    assert context and context[0]["args"]["arn"] == "arn:aws:iam::123456789012:user/mock"
-
-
 def test_managed_nodes_in_private_subnets_sized_from_config_with_imdsv2_hop_limit_1(dev, wide):
     for run, (capacity, types, sizes) in (
         (dev, ("ON_DEMAND", ["t3.medium"], (2, 2, 3))),
         (wide, ("SPOT", ["m6i.large", "m5.large"], (3, 4, 6))),
     ):
-        nodes = run.one("eks:index:ManagedNodeGroup")
+        nodes = run.one("eks:index:ManagedNodeGroup", "cluster-nodes")
         scaling = nodes.inputs["scalingConfig"]
         assert nodes.inputs["capacityType"] == capacity
         assert nodes.inputs["instanceTypes"] == types
@@ -359,7 +353,7 @@ def test_managed_nodes_in_private_subnets_sized_from_config_with_imdsv2_hop_limi
 def test_spot_nodes_default_to_several_instance_types_of_one_size(program):
     run = program({"cluster": {"capacityType": "SPOT"}})
     assert run.error is None, run.error
-    nodes = run.one("eks:index:ManagedNodeGroup").inputs
+    nodes = run.one("eks:index:ManagedNodeGroup", "cluster-nodes").inputs
     assert nodes["capacityType"] == "SPOT"
     assert nodes["instanceTypes"] == ["t3.medium", "t3a.medium"]  # 2 vCPU, 4 GiB, 17 pods each
 
@@ -543,3 +537,49 @@ def test_platform_kubernetes_registers_no_aws_or_eks_resource(program):
     assert run.error is None, run.error
     assert not [r.type for r in run.resources if r.type.startswith(("aws:", "eks:"))]
     assert not [c for c in run.calls if c["token"].startswith("aws:")]
+
+
+def test_every_node_group_runs_the_control_planes_kubernetes_version(dev, wide):
+    """With a launch template pulumi-eks leaves the node group's version to the caller
+    (nodes/nodegroup.ts createManagedNodeGroup); left unset, a version bump moved the control plane
+    alone, and EKS refused the next bump until the nodes caught up (update-cluster: nodes first)."""
+    for run, minor in ((dev, versions.KUBERNETES), (wide, "1.34")):
+        assert cluster(run).inputs["version"] == minor
+        groups = run.of_type("eks:index:ManagedNodeGroup")
+        assert groups and {g.inputs["version"] for g in groups} == {minor}
+        assert all(g.inputs.get("launchTemplate") for g in groups)  # the case where pulumi-eks sets none
+
+
+def test_the_control_plane_logs_go_to_a_group_the_stack_owns_with_a_retention(dev, wide):
+    """EKS creates /aws/eks/<name>/cluster itself, never expiring and never deleted (issue 21 item 10)."""
+    for run, days in ((dev, 30), (wide, 90)):
+        group = run.one("aws:cloudwatch/logGroup:LogGroup", "cluster-logs")
+        assert group.inputs["name"] == f"/aws/eks/{cluster(run).inputs['name']}/cluster"
+        assert group.inputs["retentionInDays"] == days
+        # Created before the cluster writes to it, deleted after the cluster on destroy.
+        assert run.depends_on(cluster(run), group)
+
+
+def test_consul_servers_never_run_on_spot(dev, wide):
+    """With SPOT nodes, an on-demand group of one node per server; the servers select it
+    (components/consul_values.py). On-demand stacks need no second group."""
+    assert [g.name for g in dev.of_type("eks:index:ManagedNodeGroup")] == ["cluster-nodes"]
+    servers = wide.one("eks:index:ManagedNodeGroup", "cluster-servers").inputs
+    assert servers["capacityType"] == "ON_DEMAND"
+    assert servers["scalingConfig"] == {"minSize": 1, "desiredSize": 1, "maxSize": 1}  # consul.serverReplicas
+    assert servers["instanceTypes"] == ["t3.small"]
+    assert servers["subnetIds"] == ["network-private-0-id"]  # one server: the zone of its volume
+
+
+def test_every_iam_role_and_policy_carries_the_stacks_path_tags_and_boundary(dev, wide):
+    for run, boundary in ((dev, None), (wide, BOUNDARY)):
+        made = run.of_type("aws:iam/role:Role") + run.of_type("aws:iam/policy:Policy")
+        assert len(made) == 5  # node, EBS CSI, flow logs, the LB controller's role and policy
+        for r in made:
+            assert r.inputs["path"] == "/consul-mesh-migration/dev/"
+            assert r.inputs["namePrefix"].endswith("-")
+            assert r.inputs["tags"]["consul-mesh-migration:stack"] == "dev"
+            assert r.inputs.get("permissionsBoundary") == (boundary if r.type.endswith("role:Role") else None)
+            # A deployed role keeps its name: renaming replaces it (and its node group or its pods' role).
+            assert set(r.options["ignoreChanges"]) == {"path", "namePrefix"}
+        assert cluster(run).inputs["tags"]["consul-mesh-migration:cluster"] == cluster(run).inputs["name"]

@@ -50,8 +50,30 @@ BAD = [
     ),
     (
         {"cluster": {"adminRoleArns": [ADMIN, ADMIN]}},
-        ["cluster.adminRoleArns", ADMIN, "listed twice", "list each role once"],
+        ["cluster.adminRoleArns", ADMIN, "listed twice", "list each principal once"],
     ),
+    # EKS takes one entry per principal: one level each.
+    (
+        {"cluster": {"adminRoleArns": [ADMIN], "access": [{"principalArn": ADMIN, "level": "preview"}]}},
+        ["cluster.access", ADMIN, "listed twice", "one level"],
+    ),
+    (
+        {
+            "cluster": {
+                "access": [{"principalArn": "arn:aws:sts::123456789012:assumed-role/ci/run-1", "level": "deploy"}]
+            }
+        },
+        ["cluster.access[0].principalArn", "assumed-role", "IAM role or user ARN", "not an sts"],
+    ),
+    (
+        {"cluster": {"access": [{"principalArn": ADMIN, "level": "read"}]}},
+        ["cluster.access[0].level", "'read'", "'admin', 'deploy' or 'preview'"],
+    ),
+    (
+        {"cluster": {"permissionsBoundaryArn": "platform-boundary"}},
+        ["cluster.permissionsBoundaryArn", "'platform-boundary'", "managed policy ARN"],
+    ),
+    ({"cluster": {"logRetentionDays": 10}}, ["cluster.logRetentionDays", "got 10", "CloudWatch Logs accepts"]),
     ({"cluster": {"instanceTypes": ["t3"]}}, ["cluster.instanceTypes[0]", "'t3'", "EC2 instance type", "t3.large"]),
     (
         {"cluster": {"instanceTypes": ["T3.large"]}},
@@ -75,6 +97,14 @@ BAD = [
         ["consul.serverReplicas 3", "cluster.nodeCount is 1"],
     ),
     ({"cluster": {"nodeCount": 3}}, ["cluster.nodeCount 3", "platform kubernetes", "cluster.desiredSize"]),
+    (
+        {
+            "platform": "kubernetes",
+            "cluster": {"serviceCidr": "10.96.0.0/16", "access": [{"principalArn": ADMIN, "level": "admin"}]},
+            "consul": {"dnsClusterIp": "10.96.0.53"},
+        },
+        ["cluster.access is for platform eks", "EKS access entries"],
+    ),
     ({"consul": {"dnsClusterIp": "10.96.0.10"}}, ["consul.dnsClusterIp 10.96.0.10", "172.20.0.0/16"]),
     ({"consul": {"dnsClusterIp": "172.20.0.10"}}, ["consul.dnsClusterIp 172.20.0.10", "kube-dns", "172.20.0.53"]),
     (
