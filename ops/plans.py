@@ -144,33 +144,73 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def _what(resource_plan: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
-    goal = resource_plan.get("goal") or {}
-    return list(resource_plan.get("steps") or []), {f: _normal(goal.get(f)) for f in GOAL_FIELDS if f in goal}
+NO_OP = ("same",)  # pulumi apitype.OpType: the step that changes nothing
+GOAL_OPTIONS = tuple(f for f in GOAL_FIELDS if f != "inputDiff")
+
+
+def _steps(resource_plan: Mapping[str, Any]) -> list[str]:
+    return list(resource_plan.get("steps") or [])
+
+
+def _goal(resource_plan: Mapping[str, Any]) -> Mapping[str, Any]:
+    return resource_plan.get("goal") or {}
+
+
+def _does_nothing(steps: list[str]) -> bool:
+    return all(step in NO_OP for step in steps)
+
+
+def _is_replace(steps: list[str]) -> bool:
+    return any("replace" in step for step in steps)
+
+
+def _steps_allowed(reviewed: list[str], now: list[str]) -> bool:
+    """Pulumi's own tolerance (pkg/resource/deploy/plan.go, `Plan`): a same step in place of an update
+    or a replace, and an update in place of a replace; anything else must be the planned steps."""
+    return now == reviewed or _does_nothing(now) or (now == ["update"] and _is_replace(reviewed))
+
+
+def _inputs_allowed(reviewed: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """The input keys `now` would change otherwise than planned, the way checkDiff (plan.go) tells:
+    each add or update must be planned as an add or update to the same value, each delete as a
+    delete. Planned changes already made (after an earlier deploy) are simply absent from `now`."""
+    planned = {**_normal(reviewed.get("adds") or {}), **_normal(reviewed.get("updates") or {})}
+    changed = {**_normal(now.get("adds") or {}), **_normal(now.get("updates") or {})}
+    wrong = [k for k, v in changed.items() if k not in planned or planned[k] != v]
+    wrong += [k for k in now.get("deletes") or [] if k not in (reviewed.get("deletes") or [])]
+    return sorted(wrong)
+
+
+def _shown(steps: list[str]) -> str:
+    return " ".join(steps) or "no step"
 
 
 def differences(reviewed: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """What the fresh plan would do that the reviewed one does not, one line per resource.
+    """What a fresh plan would do beyond the reviewed one, one line per resource.
 
-    A changed secret value is not seen here (both are "[secret]"); `pulumi up --plan` decrypts and
-    compares it.
+    The fresh plan may do less (a planned change already made by an earlier deploy is a same step
+    now), never more or otherwise. A changed secret value is not seen here (both are "[secret]");
+    `pulumi up --plan` decrypts and compares it.
     """
     old, new = reviewed.get("resourcePlans") or {}, now.get("resourcePlans") or {}
     out = []
-    for urn in sorted(old.keys() | new.keys()):
-        if urn not in new:
-            out.append(f"{urn}: planned ({' '.join(_what(old[urn])[0]) or 'no step'}), no longer in the program")
-        elif urn not in old:
-            out.append(f"{urn}: {' '.join(_what(new[urn])[0]) or 'no step'}, not in the reviewed plan")
-        else:
-            (old_steps, old_goal), (new_steps, new_goal) = _what(old[urn]), _what(new[urn])
-            if old_steps != new_steps:
-                out.append(
-                    f"{urn}: reviewed {' '.join(old_steps) or 'no step'}, now {' '.join(new_steps) or 'no step'}"
-                )
-            elif old_goal != new_goal:
-                fields = sorted(f for f in old_goal.keys() | new_goal.keys() if old_goal.get(f) != new_goal.get(f))
-                out.append(f"{urn}: {', '.join(fields)} differ from the reviewed plan")
+    for urn in sorted(new):
+        steps = _steps(new[urn])
+        if _does_nothing(steps):
+            continue
+        if urn not in old:
+            out.append(f"{urn}: {_shown(steps)}, not in the reviewed plan")
+            continue
+        planned = _steps(old[urn])
+        if not _steps_allowed(planned, steps):
+            out.append(f"{urn}: reviewed {_shown(planned)}, now {_shown(steps)}")
+            continue
+        before, after = _goal(old[urn]), _goal(new[urn])
+        options = [f for f in GOAL_OPTIONS if _normal(before.get(f)) != _normal(after.get(f))]
+        inputs = _inputs_allowed(before.get("inputDiff") or {}, after.get("inputDiff") or {})
+        if options or inputs:
+            what = [*options, *(f"input {k}" for k in inputs)]
+            out.append(f"{urn}: {', '.join(what)} not as reviewed")
     return out
 
 
