@@ -28,6 +28,13 @@ SIDECAR_SHUTDOWN_GRACE = "consul.hashicorp.com/sidecar-proxy-lifecycle-shutdown-
 # shouldSync skips a Service annotated "false": its pods are not registered in Consul's catalog.
 SERVICE_SYNC = "consul.hashicorp.com/service-sync"
 
+# --- consul-k8s: the API gateway's pods (control-plane/api-gateway/common/labels.go LabelsForGateway) ---
+
+# Labels the gateway controller puts on a Gateway's pods; the program selects them (its budget).
+GATEWAY_COMPONENT = "component"  # "api-gateway"
+GATEWAY_NAME_LABEL = "gateway.consul.hashicorp.com/name"
+GATEWAY_NAMESPACE_LABEL = "gateway.consul.hashicorp.com/namespace"
+
 # --- the AWS Load Balancer Controller, on a Service (docs/guide/service/annotations.md) ---
 
 # "external": the controller, not the in-tree cloud provider, makes the Service's NLB and claims it

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .consul_values import BOOTSTRAP_TOKEN_SECRET, UI_SERVICE, ConsulSettings, chart_values
+from .consul_values import BOOTSTRAP_TOKEN_SECRET, PRIORITY, UI_SERVICE, ConsulSettings, chart_values
 from .target import ClusterTarget
 
 CHART_REPO = "https://helm.releases.hashicorp.com"
@@ -72,6 +72,17 @@ class Consul(pulumi.ComponentResource):
         # servers' volumes need. Being a dependent of the controller means the release is uninstalled
         # (and the load balancers of its UI and mesh gateway Services released) before the controller
         # goes on `pulumi destroy`.
+        priority = None
+        if s.priority_class:
+            priority = k8s.scheduling.v1.PriorityClass(
+                f"{name}-priority",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=s.priority_class),
+                value=PRIORITY,
+                global_default=False,
+                preemption_policy="PreemptLowerPriority",
+                description="Consul's servers and connect injectors, ahead of the workloads they serve",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             k8s.helm.v3.ReleaseArgs(
@@ -83,7 +94,9 @@ class Consul(pulumi.ComponentResource):
                 values=chart_values(args.settings).to_helm(),
                 timeout=900,  # servers wait for volumes, ACL and TLS init jobs run first
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.target.ready)),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*args.target.ready, *([priority] if priority else [])]
+            ),
         )
 
         lb_services = [

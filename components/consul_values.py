@@ -36,8 +36,19 @@ GATEWAY_COPIED_ANNOTATIONS = (LB_TYPE, LB_TARGET_TYPE, LB_SCHEME, LB_SOURCE_RANG
 
 # The chart's demo Prometheus Service (templates/prometheus.yaml), in the release's namespace.
 DEMO_PROMETHEUS_URL = "http://prometheus-server"
-# One connect injector: the mutating webhook every meshed pod passes on creation.
-INJECTOR_REPLICAS = 1
+# Two connect injectors: the mutating webhook every meshed pod passes on creation fails closed, so
+# while no injector runs no pod can be created in an injected namespace. Two, on different nodes where
+# there are two, with a budget that lets a drain evict one at a time.
+INJECTOR_REPLICAS = 2
+# Two API gateway pods (the gateway class's instances), under a budget of one eviction at a time.
+GATEWAY_REPLICAS = 2
+GATEWAY_MAX_REPLICAS = 8  # the GatewayClassConfig CRD's default ceiling; the chart's own default is 1
+# Servers and injectors are scheduled before, and may preempt, the workloads: without a server there is
+# no Consul, and without an injector no meshed pod can start. Below the system-* classes (2e9 and up).
+PRIORITY_CLASS = "consul-control-plane"
+PRIORITY = 1_000_000
+# EKS labels every managed node with its capacity type (EKS User Guide, managed-node-groups).
+ON_DEMAND_NODES = {"eks.amazonaws.com/capacityType": "ON_DEMAND"}
 
 # consul-k8s install docs, "Enable the Consul CNI plugin": the reference configuration, which is
 # where the AWS VPC CNI (and kind's kindnet) keep their binaries and chained config.
@@ -67,6 +78,7 @@ class ConsulSettings:
     mesh_gateways: bool = False
     peering: bool = False
     demo_prometheus: bool = False
+    priority_class: str | None = PRIORITY_CLASS  # of the servers and the injectors; components/consul.py makes it
 
 
 class _Values(BaseModel):
@@ -121,6 +133,13 @@ class Global(_Values):
 class Server(_Values):
     replicas: int  # storageClass stays unset: the servers' volumes use the cluster's default class
     disruption_budget: Toggle
+    priority_class_name: str | None = None
+    node_selector: str | None = None  # YAML in a string
+
+
+class DisruptionBudget(_Values):
+    enabled: bool
+    max_unavailable: int | None = None
 
 
 class Cni(_Values):
@@ -142,9 +161,19 @@ class CopyAnnotations(_Values):
     service: CopyAnnotationsService
 
 
+class GatewayDeployment(_Values):
+    # The gateway controller gives a Gateway's Deployment its current replicas, else defaultInstances,
+    # clamped to [minInstances, maxInstances] (api-gateway/gatekeeper/deployment.go deploymentReplicas):
+    # minInstances is what raises a gateway deployed with one.
+    default_instances: int
+    min_instances: int
+    max_instances: int
+
+
 class ManagedGatewayClass(_Values):
     service_type: str
     copy_annotations: CopyAnnotations
+    deployment: GatewayDeployment | None = None
 
 
 class ApiGateway(_Values):
@@ -155,7 +184,9 @@ class ApiGateway(_Values):
 class ConnectInject(_Values):
     enabled: bool
     replicas: int
-    disruption_budget: Toggle
+    disruption_budget: DisruptionBudget
+    priority_class_name: str | None = None
+    affinity: str | None = None  # YAML in a string, through the chart's tpl
     transparent_proxy: TransparentProxy
     cni: Cni
     api_gateway: ApiGateway
@@ -267,6 +298,30 @@ def _server_disruption_budget(replicas: int) -> Toggle:
     return Toggle(enabled=replicas > 1)
 
 
+# Prefer nodes without another injector (the chart sets no affinity for it): both on one node would
+# both go when it does.
+INJECTOR_ANTI_AFFINITY = """podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        labelSelector:
+          matchLabels:
+            app: {{ template "consul.name" . }}
+            release: "{{ .Release.Name }}"
+            component: connect-injector
+        topologyKey: kubernetes.io/hostname
+"""
+
+
+def _injector_disruption_budget(replicas: int) -> DisruptionBudget:
+    """One eviction at a time. Left unset the chart computes 0 for two replicas as for one
+    (templates/_helpers.tpl consul.pdb.connectInject.maxUnavailable: replicas/2 - 1), and every node
+    drain would fail (PodEvictionFailure); a single injector gets no budget at all."""
+    if replicas == 1:
+        return DisruptionBudget(enabled=False)
+    return DisruptionBudget(enabled=True, max_unavailable=1)
+
+
 def _mesh_gateway(s: ConsulSettings) -> MeshGateway:
     if not s.mesh_gateways:
         return MeshGateway(enabled=False)
@@ -291,14 +346,19 @@ def chart_values(s: ConsulSettings) -> ConsulValues:
             metrics=Metrics(enabled=True, enable_agent_metrics=True, enable_gateway_metrics=True),
             peering=Toggle(enabled=s.peering),
         ),
-        server=Server(replicas=s.server_replicas, disruption_budget=_server_disruption_budget(s.server_replicas)),
+        server=Server(
+            replicas=s.server_replicas,
+            disruption_budget=_server_disruption_budget(s.server_replicas),
+            priority_class_name=s.priority_class,
+            # Never on Spot: an interruption takes a server, and its zonal volume, with it.
+            node_selector=_yaml_map(ON_DEMAND_NODES) if s.platform == "eks" else None,
+        ),
         connect_inject=ConnectInject(
             enabled=True,
-            # For one injector the chart's budget is maxUnavailable 0 (consul.pdb.connectInject.maxUnavailable),
-            # which blocks every drain: none. While it restarts elsewhere new meshed pods wait (their
-            # ReplicaSet retries); running pods are untouched.
             replicas=INJECTOR_REPLICAS,
-            disruption_budget=Toggle(enabled=False),
+            disruption_budget=_injector_disruption_budget(INJECTOR_REPLICAS),
+            priority_class_name=s.priority_class,
+            affinity=INJECTOR_ANTI_AFFINITY,
             transparent_proxy=TransparentProxy(default_enabled=True),
             # Traffic redirection by the CNI plugin: application pods need no CAP_NET_ADMIN init container.
             cni=Cni(enabled=True, cni_bin_dir=CNI_BIN_DIR, cni_net_dir=CNI_NET_DIR, multus=False),
@@ -308,6 +368,11 @@ def chart_values(s: ConsulSettings) -> ConsulValues:
                     service_type="LoadBalancer",
                     copy_annotations=CopyAnnotations(
                         service=CopyAnnotationsService(annotations=_yaml_list(GATEWAY_COPIED_ANNOTATIONS))
+                    ),
+                    deployment=GatewayDeployment(
+                        default_instances=GATEWAY_REPLICAS,
+                        min_instances=GATEWAY_REPLICAS,
+                        max_instances=GATEWAY_MAX_REPLICAS,
                     ),
                 ),
             ),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .annotations import LB_SOURCE_RANGES, WAIT_FOR
+from .annotations import GATEWAY_COMPONENT, GATEWAY_NAME_LABEL, GATEWAY_NAMESPACE_LABEL, LB_SOURCE_RANGES, WAIT_FOR
 from .consul import Consul, lb_address
 from .consul_values import Scheme, nlb_annotations
 from .crds import custom_resource
@@ -124,6 +124,7 @@ class ApiGateway(pulumi.ComponentResource):
         self._after_consul: list[pulumi.Resource] = [args.consul.release]
         self.namespaces = self._namespaces()
         self.gateway = self._gateway()
+        self._budget()
         timeout, self.route = self._route()
         intentions = self._intentions()
         self.url = self._url()
@@ -154,6 +155,29 @@ class ApiGateway(pulumi.ComponentResource):
             },
             parent=self,
             depends_on=self._after_consul,
+        )
+
+    def _budget(self) -> k8s.policy.v1.PodDisruptionBudget:
+        """One of the gateway's pods (GATEWAY_REPLICAS, the class's instances) may be evicted at a time.
+
+        The controller makes the pods, with a preferred anti-affinity by node, and no budget
+        (api-gateway/gatekeeper); a drain could otherwise take both at once.
+        """
+        consul_ns = self._args.consul.namespace
+        return k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-budget",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_NAME, namespace=consul_ns),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_labels={
+                        GATEWAY_COMPONENT: "api-gateway",
+                        GATEWAY_NAME_LABEL: GATEWAY_NAME,
+                        GATEWAY_NAMESPACE_LABEL: consul_ns,
+                    }
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]),
         )
 
     def _route(self) -> tuple[k8s.apiextensions.CustomResource, k8s.apiextensions.CustomResource]:

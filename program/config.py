@@ -169,9 +169,9 @@ _TOO_SMALL_SIZES = ("nano", "micro")
 #     ebs-csi-node, consul-cni           2    105m   195Mi
 #   once in the cluster
 #     consul-server (x serverReplicas)   1    100m   200Mi
-#     connect-injector, webhook-cert-
-#       manager, sync-catalog            3    200m   300Mi
-#     api-gateway                        1    100m   100Mi
+#     connect-injector x2, webhook-
+#       cert-manager, sync-catalog       4    250m   500Mi
+#     api-gateway x2                     2    200m   200Mi
 #     LB controller x2 (no requests)     2      -       -
 #     CoreDNS x2                         2    200m   140Mi
 #     EBS CSI controller x2              2    120m   480Mi
@@ -181,8 +181,8 @@ _TOO_SMALL_SIZES = ("nano", "micro")
 #     check Jobs to come (2 at once)     2    100m   128Mi
 #   (the chart's install Jobs finish; completed pods count toward no limit)
 #
-# Two nodes: 17 + 2 x 4 = 25 pods of 2 x 17 = 34; requests 1.48 vCPU of 3.86 allocatable and
-# 1.8 GiB of ~6.6 GiB. t3.medium fits with room for a third service; one node alone (18+ pods)
+# Two nodes: 19 + 2 x 4 = 27 pods of 2 x 17 = 34; requests 1.63 vCPU of 3.86 allocatable and
+# 2.1 GiB of ~6.6 GiB. t3.medium fits with room for a third service; one node alone (18+ pods)
 # does not, so keep two (a Spot node is replaced before it is drained). Three Consul servers need
 # desiredSize 3 (one server per node). t3.large (35 pods, 8 GiB) costs twice as much for room the
 # demo does not use.

@@ -130,13 +130,53 @@ def test_three_servers_keep_the_charts_budget_of_one_eviction_at_a_time():
     assert server["disruptionBudget"] == {"enabled": True}  # maxUnavailable left to the chart: 1
 
 
-def test_the_single_connect_injector_has_no_disruption_budget_so_a_node_drain_can_evict_it():
-    """templates/_helpers.tpl consul.pdb.connectInject.maxUnavailable is 0 for connectInject.replicas 1
-    (templates/connect-injector-disruptionbudget.yaml), so its node could never be drained. Without a
-    budget the injector restarts elsewhere; meanwhile new meshed pods wait (the ReplicaSet retries)."""
-    inject = helm_values()["connectInject"]
-    assert inject["replicas"] == 1
-    assert inject["disruptionBudget"] == {"enabled": False}
+def test_two_connect_injectors_on_different_nodes_with_a_budget_of_one_eviction(default_run):
+    """The injector's webhook fails closed: with one injector down no meshed pod can be created. Two,
+    preferring different nodes (the chart sets no affinity), and maxUnavailable 1 written out: left
+    unset, templates/_helpers.tpl consul.pdb.connectInject.maxUnavailable gives 2 replicas
+    `sub (div 2 2) 1` = 0, and every node drain (an EKS node group update) would fail."""
+    inject = values(default_run)["connectInject"]
+    assert inject["replicas"] == 2
+    assert inject["disruptionBudget"] == {"enabled": True, "maxUnavailable": 1}
+    assert "podAntiAffinity" in inject["affinity"] and "component: connect-injector" in inject["affinity"]
+    assert "topologyKey: kubernetes.io/hostname" in inject["affinity"]
+
+
+def test_two_api_gateway_pods_raised_on_a_gateway_deployed_with_one(default_run):
+    """The controller keeps a Deployment's current replicas, clamped to the class's [min, max]
+    (api-gateway/gatekeeper/deployment.go deploymentReplicas): minInstances 2 raises a gateway that
+    runs one; the chart's maxInstances 1 would clamp any count to 1."""
+    deployment = values(default_run)["connectInject"]["apiGateway"]["managedGatewayClass"]["deployment"]
+    assert deployment == {"defaultInstances": 2, "minInstances": 2, "maxInstances": 8}
+    budget = default_run.one("kubernetes:policy/v1:PodDisruptionBudget", "gateway-budget").inputs
+    assert budget["spec"]["maxUnavailable"] == 1
+    # The labels the controller puts on the gateway's pods (api-gateway/common/labels.go LabelsForGateway),
+    # without the creation-time one.
+    assert budget["spec"]["selector"]["matchLabels"] == {
+        "component": "api-gateway",
+        "gateway.consul.hashicorp.com/name": "api-gateway",
+        "gateway.consul.hashicorp.com/namespace": "consul",
+    }
+    assert budget["metadata"]["namespace"] == "consul"
+
+
+def test_servers_and_injectors_run_ahead_of_the_workloads(default_run):
+    priority = default_run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass", "consul-priority").inputs
+    assert priority["metadata"]["name"] == "consul-control-plane"
+    assert 0 < priority["value"] < 2_000_000_000  # below system-cluster-critical, above every default pod (0)
+    assert priority["globalDefault"] is False
+    assert values(default_run)["server"]["priorityClassName"] == "consul-control-plane"
+    assert values(default_run)["connectInject"]["priorityClassName"] == "consul-control-plane"
+    assert default_run.depends_on(release(default_run), default_run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass"))
+
+
+def test_servers_never_run_on_spot_nodes(program):
+    """Every EKS managed node carries eks.amazonaws.com/capacityType (EKS User Guide,
+    managed-node-groups); with SPOT nodes the on-demand ones are the servers' group (components/cluster.py)."""
+    for config in ({}, {"cluster": {"capacityType": "SPOT"}}):
+        server = values(program(config))["server"]
+        assert server["nodeSelector"] == 'eks.amazonaws.com/capacityType: "ON_DEMAND"\n'
+    assert "nodeSelector" not in values(program({}, stack="local"))["server"]  # kind's node has no such label
 
 
 def test_the_ui_reads_metrics_only_from_the_demo_prometheus():
