@@ -16,6 +16,13 @@ TRANSPARENT_PROXY = "consul.hashicorp.com/transparent-proxy"
 # The app of a migrating service's mesh version listens on localhost only; the injector rewrites
 # its HTTP probes to go through Envoy, which forwards them to localhost.
 OVERWRITE_PROBES = "consul.hashicorp.com/transparent-proxy-overwrite-probes"
+# The container port Consul registers for the pod. Without it the injector takes every port of the
+# first container, and on Consul CE registers the first (webhook/mesh_webhook.go
+# defaultConnectServicePortsAnnotation; endpoints controller createServiceRegistrations).
+SERVICE_PORT = "consul.hashicorp.com/connect-service-port"
+# Inbound ports left out of traffic redirection (webhook/redirect_traffic.go iptablesConfigJSON): the
+# ports of an adopted pod's grpc and tcpSocket probes, which the injector does not move to Envoy.
+EXCLUDE_INBOUND_PORTS = "consul.hashicorp.com/transparent-proxy-exclude-inbound-ports"
 # The pod's DNS goes to Consul DNS (through the dataplane), so <up>.virtual.consul resolves.
 CONSUL_DNS = "consul.hashicorp.com/consul-dns"
 # consul-dataplane drains its listeners at SIGTERM but keeps accepting connections for this long,
@@ -61,6 +68,9 @@ IS_DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 WAIT_FOR = "pulumi.com/waitFor"
 # A server-side-apply patch takes over fields another field manager owns.
 PATCH_FORCE = "pulumi.com/patchForce"
+# The server-side-apply field manager of a patch (provider.go fieldManagerName): the program's own
+# name, so `kubectl get -o yaml --show-managed-fields` shows which fields it owns on a team's workload.
+PATCH_FIELD_MANAGER = "pulumi.com/patchFieldManager"
 # An object that did not become ready is replaced on the next `up` rather than updated.
 REPLACE_UNREADY = "pulumi.com/replaceUnready"
 

@@ -24,8 +24,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from migration import entries
-from migration.fleet import Fleet
+from migration.fleet import Fleet, Service
 from migration.phases import Phase
+from migration.protocols import Protocol
 from migration.step import Step
 from migration.workloads import Workload
 
@@ -46,9 +47,11 @@ from .crds.consul import (
 from .target import Gate
 
 
-def proxy_defaults() -> ProxyDefaults:
-    """Every sidecar speaks HTTP (L7 metrics and routing) and writes Envoy access logs to stdout."""
-    return ProxyDefaults(config=ProxyConfig(protocol=entries.PROTOCOL), access_logs=AccessLogs(enabled=True))
+def proxy_defaults(protocol: Protocol | None = entries.PROTOCOL) -> ProxyDefaults:
+    """Every sidecar writes Envoy access logs to stdout; `protocol` is the mesh-wide one, if any
+    (migration/entries.py `mesh_protocol`)."""
+    config = ProxyConfig(protocol=protocol) if protocol else None
+    return ProxyDefaults(config=config, access_logs=AccessLogs(enabled=True))
 
 
 def mesh(entry: entries.MeshEntry) -> Mesh:
@@ -60,7 +63,7 @@ def mesh(entry: entries.MeshEntry) -> Mesh:
 
 def service_defaults(entry: entries.ServiceDefaultsEntry) -> ServiceDefaults:
     return ServiceDefaults(
-        protocol="http",
+        protocol=entry.protocol,
         mutual_tls_mode=entry.mutual_tls_mode,
         transparent_proxy=ServiceTransparentProxy(dialed_directly=True) if entry.dialed_directly else None,
     )
@@ -122,7 +125,9 @@ class ConfigEntries(pulumi.ComponentResource):
             )
 
         self.mesh = entry("mesh", mesh(entries.mesh(Step(target=args.target))), "mesh", args.global_namespace)
-        self.proxy_defaults = entry("proxy-defaults", proxy_defaults(), "global", args.global_namespace)
+        self.proxy_defaults = entry(
+            "proxy-defaults", proxy_defaults(entries.mesh_protocol(fleet)), "global", args.global_namespace
+        )
         self.intentions = {}
         for dest, allowed in entries.intentions(fleet).items():
             ns = fleet.service(dest).namespace
@@ -147,9 +152,13 @@ class ConfigEntries(pulumi.ComponentResource):
     def needed_by(self, workload: Workload) -> list[pulumi.Resource]:
         """What a mesh version waits for: its service's ServiceDefaults, the intentions that let it call
         its upstreams, and the ServiceDefaults of the upstreams it dials through service DNS."""
-        s = workload.service
+        return self.needed_by_service(workload.service, workload.waits_for_upstream_defaults)
+
+    def needed_by_service(self, s: Service, upstream_defaults: Sequence[str] | None = None) -> list[pulumi.Resource]:
+        """The same for a service's pods (an adopted workload's: by default every upstream's defaults)."""
+        dials = s.upstreams if upstream_defaults is None else upstream_defaults
         return [
             self.service_defaults[s.name],
             *(self.intentions[u] for u in s.upstreams if u in self.intentions),
-            *(self.service_defaults[u] for u in workload.waits_for_upstream_defaults),
+            *(self.service_defaults[u] for u in dials),
         ]

@@ -10,6 +10,7 @@ named `api-gateway`, copying the load balancer annotations onto that Service.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -41,6 +42,8 @@ class ApiGatewayArgs:
     service_port: int
     service_namespace: str
     route_namespaces: list[str]  # namespaces whose routes the gateway admits: every service's
+    # Of those, the namespaces that exist already (an adopted service's): admitted, never created.
+    existing_namespaces: Sequence[str] = ()
 
 
 def gateway_annotations(platform: Platform, scheme: Scheme, allowed_cidrs: list[str]) -> dict[str, str]:
@@ -139,7 +142,17 @@ class ApiGateway(pulumi.ComponentResource):
                 f"{self._name}-namespace-{ns}", metadata={"name": ns}, opts=pulumi.ResourceOptions(parent=self)
             )
             for ns in sorted(set(args.route_namespaces) | {args.service_namespace})
+            if ns not in args.existing_namespaces
         }
+
+    def _namespace_of_service(self) -> list[pulumi.Resource]:
+        """The exposed service's namespace, when the program creates it (a demo service's)."""
+        ns = self.namespaces.get(self._args.service_namespace)
+        return [ns] if ns is not None else []
+
+    def _service_namespace_name(self) -> pulumi.Input[str]:
+        ns = self.namespaces.get(self._args.service_namespace)
+        return ns.metadata["name"] if ns is not None else self._args.service_namespace
 
     def _gateway(self) -> k8s.apiextensions.CustomResource:
         """The Gateway in Consul's namespace: Consul's controller makes its Deployment and Service."""
@@ -189,13 +202,13 @@ class ApiGateway(pulumi.ComponentResource):
             name=f"{args.service}-timeout",
             namespace=args.service_namespace,
             parent=self,
-            depends_on=[*self._after_consul, self.namespaces[args.service_namespace]],
+            depends_on=[*self._after_consul, *self._namespace_of_service()],
         )
         route = custom_resource(
             f"{self._name}-route",
             route_spec(args.service, args.service_port, args.consul.namespace, f"{args.service}-timeout"),
             name=args.service,
-            namespace=self.namespaces[args.service_namespace].metadata["name"],
+            namespace=self._service_namespace_name(),
             parent=self,
             depends_on=[*self._after_consul, timeout],  # the filter it references exists first
         )
@@ -217,7 +230,7 @@ class ApiGateway(pulumi.ComponentResource):
             name=args.service,
             namespace=args.service_namespace,
             parent=self,
-            depends_on=[*self._after_consul, self.namespaces[args.service_namespace]],
+            depends_on=[*self._after_consul, *self._namespace_of_service()],
         )
 
     def _url(self) -> pulumi.Output[str]:

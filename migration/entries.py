@@ -1,6 +1,7 @@
 """The Consul config entries a fleet step needs, as plain data; components/config_entries.py builds them.
 
-- ServiceDefaults per service: protocol http, and for a migrating service the mTLS mode of its
+- ServiceDefaults per service: its protocol (`services[i].protocol`, http by default), and for a
+  migrating service the mTLS mode of its
   inbound side. `outside` keeps `permissive` (no mesh instance exists, so it changes nothing), so a
   step back from permissive deletes the mesh version while it still accepts plain text, instead of
   turning it strict mid-`up` while callers still find it in DNS.
@@ -16,6 +17,7 @@ from typing import Literal
 
 from .fleet import Fleet
 from .phases import Phase, inbound, mesh_closed
+from .protocols import Protocol
 from .step import Step, dialed_directly
 
 MutualTLSMode = Literal["permissive", "strict"]
@@ -23,7 +25,7 @@ MutualTLSMode = Literal["permissive", "strict"]
 
 @dataclass(frozen=True)
 class ServiceDefaultsEntry:
-    protocol: str
+    protocol: Protocol
     mutual_tls_mode: MutualTLSMode | None  # None: the field is absent (the mesh default, strict)
     dialed_directly: bool
 
@@ -40,7 +42,19 @@ class MeshEntry:
     mesh_destinations_only: bool
 
 
-PROTOCOL = "http"  # every sidecar speaks HTTP: L7 metrics, routing and access logs
+PROTOCOL: Protocol = "http"  # the demo's fake-service speaks HTTP: L7 metrics, routing and access logs
+
+
+def mesh_protocol(fleet: Fleet) -> Protocol | None:
+    """The protocol ProxyDefaults `global` declares for every proxy of the mesh, or None (Consul's tcp).
+
+    A mesh-wide protocol applies to every service without ServiceDefaults of its own: the team's
+    other services, a VM's, a gateway's upstream. So it is declared only while the fleet is nothing
+    but the program's own demo services, all HTTP (the demo stacks deployed so far keep their entry
+    unchanged); as soon as the fleet holds a team's workload, each service's ServiceDefaults carries
+    its protocol and ProxyDefaults none.
+    """
+    return PROTOCOL if not any(s.adopted for s in fleet.services) else None
 
 
 def mutual_tls_mode(phase: Phase, migrates: bool) -> MutualTLSMode | None:
@@ -55,7 +69,7 @@ def mutual_tls_mode(phase: Phase, migrates: bool) -> MutualTLSMode | None:
 def service_defaults(fleet: Fleet, step: Step, name: str) -> ServiceDefaultsEntry:
     s = fleet.service(name)
     return ServiceDefaultsEntry(
-        protocol=PROTOCOL,
+        protocol=s.protocol,
         mutual_tls_mode=mutual_tls_mode(step.target[name], s.migrates),
         dialed_directly=dialed_directly(fleet, step, name),
     )

@@ -9,7 +9,9 @@ import os
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
+from components.adoption import AdoptedWorkloads, AdoptedWorkloadsArgs
 from components.checks import MeshChecks, MeshChecksArgs
 from components.cluster import EksCluster, EksClusterArgs, eks_cluster_name
 from components.config_entries import ConfigEntries, ConfigEntriesArgs
@@ -26,7 +28,7 @@ from meshcheck.expectation import Settings
 from migration.step import Step, dialed_directly
 
 from .config import PROJECT, ConfigError, StackConfig
-from .gate import phase_gate
+from .gate import check_patch_force, live_gate, phase_gate
 from .outputs import record, verify
 
 
@@ -41,6 +43,8 @@ def check_environment(cfg: StackConfig) -> None:
             f"config {PROJECT}:cluster.kubeconfig: got {cfg.cluster.kubeconfig!r}; no such file "
             "(give the path of a kubeconfig, or leave it unset to use $KUBECONFIG or ~/.kube/config)"
         )
+    if any(s.workload is not None for s in cfg.services):
+        check_patch_force()
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
@@ -180,6 +184,7 @@ def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Consul, outputs: d
             service_port=exposed.port,
             service_namespace=exposed.ns,
             route_namespaces=[s.ns for s in cfg.mesh_services],
+            existing_namespaces=sorted({s.ns for s in cfg.services if s.workload is not None}),
         ),
         opts=target.providers(),
     )
@@ -200,12 +205,19 @@ def _migration(
     Returns the objects that make up the step: its Deployments and config entries.
     """
     fleet, phases = cfg.fleet(), cfg.target()
+    children = target.providers()
+    namespaces: dict[str, k8s.core.v1.Namespace] = dict(gateway.namespaces)
     step = gate
+    adoption = None
+    if any(s.adopted for s in fleet.services):
+        # What the team's workloads run, read at preview and at up; nothing changes before it is judged.
+        adoption = AdoptedWorkloads("adoption", AdoptedWorkloadsArgs(fleet=fleet, target=phases), opts=children)
+        namespaces.update(adoption.namespaces)
+        step = live_gate(cfg, gate, adoption.lives)
     # A refused step fails `gate`, so no migration object is registered and none changes. The
     # platform's readiness (the LB controller, which must outlive the Services on destroy) and the
     # Consul release (CRDs, injector, controllers) come first too.
     first = Gate(step, [*target.ready, consul.release])
-    children = target.providers()
     checks = None
     if cfg.verify.enabled:
         checks = MeshChecks(
@@ -216,7 +228,7 @@ def _migration(
                 gate=first,
                 settings=check_settings(cfg),
                 image=cfg.versions.check_image,
-                namespaces=gateway.namespaces,
+                namespaces=namespaces,
             ),
             opts=children,
         )
@@ -228,22 +240,27 @@ def _migration(
             # The precheck reads the callers before any entry can tighten what they reach.
             gate=first.then(checks.precheck) if checks else first,
             global_namespace=consul.namespace,
-            namespaces=gateway.namespaces,
+            namespaces=namespaces,
         ),
         opts=children,
     )
-    services = DemoServices(
-        "services",
-        DemoServicesArgs(
-            fleet=fleet,
-            target=phases,
-            gate=first,
-            image=cfg.versions.fake_service_image,
-            namespaces=gateway.namespaces,
-            config=config,
-        ),
-        opts=children,
-    )
+    deployments: list[pulumi.CustomResource] = []
+    if any(not s.adopted for s in fleet.services):
+        services = DemoServices(
+            "services",
+            DemoServicesArgs(
+                fleet=fleet,
+                target=phases,
+                gate=first,
+                image=cfg.versions.fake_service_image,
+                namespaces=namespaces,
+                config=config,
+            ),
+            opts=children,
+        )
+        deployments += services.deployments.values()
+    if adoption is not None:
+        deployments += adoption.patches(config, first)
     outputs["verify"] = gateway.url.apply(
         # on kind the URL comes with a port-forward hint after it
         lambda url: verify(cfg, url.split()[0], pulumi.get_stack())
@@ -252,7 +269,7 @@ def _migration(
         lambda st: sorted(s.name for s in fleet.services if dialed_directly(fleet, st, s.name))
     )
     applied: list[pulumi.CustomResource] = [
-        *services.deployments.values(),
+        *deployments,
         config.mesh,
         config.proxy_defaults,
         *config.intentions.values(),

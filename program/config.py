@@ -10,6 +10,7 @@ import ipaddress
 import json
 import re
 import shlex
+import string
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -26,9 +27,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components.access import Grant, Level
-from migration.fleet import Fleet, FleetError, Problem, Service, check_graph
+from migration.adoption import INJECTOR_SKIPS_NAMESPACES
+from migration.fleet import AddressVariable, Adopted, Fleet, FleetError, Problem, Service, check_graph
 from migration.outside import Destination, Outside, OutsideKind
 from migration.phases import Phase
+from migration.protocols import Protocol
+from migration.sidecar import SIDECAR_PORTS
 from migration.step import Step, check_step
 
 from . import config_errors, versions
@@ -326,22 +330,8 @@ class GatewayConfig(_Model):
     service: DnsLabel = "web"
 
 
-# Ports consul-k8s v2.0.3 takes on a meshed pod with one service (control-plane/connect-inject:
-# constants/constants.go, webhook/consul_dataplane_sidecar.go, webhook/mesh_webhook.go, the iptables
-# rules of webhook/redirect_traffic.go, the chart's connectInject.metrics): a service listening on one
-# of them collides with its sidecar.
-MESH_RESERVED_PORTS = {
-    8600: "consul-dataplane's DNS proxy",
-    15001: "the transparent proxy's outbound listener",
-    19000: "Envoy's admin listener",
-    20000: "the sidecar's inbound listener",
-    20200: "Envoy's Prometheus listener",
-    20300: "the liveness probe Envoy exposes",
-    20400: "the readiness probe Envoy exposes",
-    20500: "the startup probe Envoy exposes",
-    20600: "consul-dataplane's graceful-shutdown listener",
-    21000: "the sidecar's health check listener",
-}
+# A service listening on a port its sidecar takes collides with it (migration/sidecar.py).
+MESH_RESERVED_PORTS = SIDECAR_PORTS
 # Names Consul already uses: its own servers' service (consul.service.consul) and the API gateway's.
 RESERVED_SERVICE_NAMES = {
     "consul": "the name of Consul's own service (consul.service.consul)",
@@ -355,8 +345,40 @@ _TAKEN_NAMESPACES = {
 }
 
 
+# A Kubernetes object name (DNS-1123 subdomain), such as a Deployment's.
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_DEMO_MIN_PORT = 1024  # fake-service runs as a non-root user (components/services.py, RUN_AS_USER)
+
+
+class WorkloadConfig(_Model):
+    """A workload the team runs, in the service's namespace; the program never creates, replaces or deletes it."""
+
+    kind: Literal["Deployment", "StatefulSet"]
+    name: Annotated[str, Field(pattern=_DNS_SUBDOMAIN, max_length=253)]
+
+
+class UpstreamConfig(_Model):
+    """An upstream whose address an environment variable of the caller holds: at `virtual` the program
+    sets it to `value` with `{host}` = `<name>.virtual.consul` and `{port}` = the upstream's port."""
+
+    name: DnsLabel
+    env: Annotated[str, Field(pattern=_ENV_NAME)]
+    value: str = "{host}:{port}"
+
+    @field_validator("value")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        fields = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        if "host" not in fields or fields - {"host", "port"}:
+            raise ValueError("must hold {host} and may hold {port}, such as {host}:{port} or http://{host}:{port}/v1")
+        return v
+
+
 class ServiceConfig(_Model):
-    """One demo service. `migrates`: starts outside the mesh (v1) and moves in (v2).
+    """One service. Without `workload`, a demo service (fake-service Deployments the program creates in a
+    namespace of its own); with it, the team's own workload in an existing namespace. `migrates`: starts
+    outside the mesh and moves in.
 
     `phase` overrides the stack's `phase` for this service alone (a fleet migrates service by service).
     `outside` (vm, job, cluster) declares a service that stays outside the mesh and outside this
@@ -367,9 +389,12 @@ class ServiceConfig(_Model):
     name: DnsLabel
     outside: OutsideKind | None = None
     namespace: DnsLabel | None = None
-    port: int = Field(default=9091, ge=1024, le=65535)
+    # Before the fields below: their validators read it (pydantic validates fields in order).
+    workload: WorkloadConfig | None = None
+    port: int = Field(default=9091, ge=1, le=65535)
+    protocol: Protocol = "http"
     migrates: bool = False
-    upstreams: list[DnsLabel] = Field(default_factory=list)
+    upstreams: list[DnsLabel | UpstreamConfig] = Field(default_factory=list)
     replicas: int = Field(default=1, ge=1, le=10)
     phase: Phase | None = None
     sidecar: bool | None = None  # outside only: calls through a sidecar of its own (None: no)
@@ -379,7 +404,37 @@ class ServiceConfig(_Model):
     def _not_the_sidecars(cls, v: int, info: ValidationInfo) -> int:
         if v in MESH_RESERVED_PORTS and not info.data.get("outside"):  # an outside service has no sidecar here
             taken = ", ".join(str(p) for p in sorted(MESH_RESERVED_PORTS))
-            raise ValueError(f"taken on a meshed pod by {MESH_RESERVED_PORTS[v]}; allowed: 1024-65535 except {taken}")
+            raise ValueError(f"taken on a meshed pod by {MESH_RESERVED_PORTS[v]}; allowed: any port except {taken}")
+        if info.data.get("workload") is None and not info.data.get("outside") and v < _DEMO_MIN_PORT:
+            raise ValueError(
+                f"fake-service runs as a non-root user; allowed: {_DEMO_MIN_PORT}-65535 for a demo service "
+                "(any port with workload)"
+            )
+        return v
+
+    @field_validator("protocol")
+    @classmethod
+    def _demo_speaks_http(cls, v: Protocol, info: ValidationInfo) -> Protocol:
+        if info.data.get("workload") is None and not info.data.get("outside") and v != "http":
+            raise ValueError("fake-service serves HTTP; allowed: http for a demo service (any protocol with workload)")
+        return v
+
+    @field_validator("upstreams")
+    @classmethod
+    def _demo_addresses(cls, v: list[str | UpstreamConfig], info: ValidationInfo) -> list[str | UpstreamConfig]:
+        named = [u.env for u in v if isinstance(u, UpstreamConfig)]
+        if info.data.get("workload") is None and named:
+            raise ValueError(
+                f"{', '.join(named)}: a demo service gets its addresses from the program (UPSTREAM_URIS); "
+                "allowed: env on a service with workload"
+            )
+        return v
+
+    @field_validator("replicas")
+    @classmethod
+    def _demo_replicas(cls, v: int, info: ValidationInfo) -> int:
+        if info.data.get("workload") is not None:
+            raise ValueError("the workload's own (its Deployment or StatefulSet scales it); leave it unset")
         return v
 
     @field_validator("name")
@@ -399,6 +454,7 @@ class ServiceConfig(_Model):
                 )
             return self
         own = {
+            "workload": "the program adopts workloads of this cluster's mesh only",
             "migrates": "it never moves into the mesh",
             "phase": "it has no phase",
             "replicas": "it has no Deployment",
@@ -419,13 +475,32 @@ class ServiceConfig(_Model):
         if self.outside is not None:
             return self  # a Job's namespace is its team's: the program neither creates nor deletes it
         ns = self.ns
+        source = "namespace" if self.namespace else "namespace (from the name)"
+        if self.workload is not None:
+            whose = INJECTOR_SKIPS_NAMESPACES.get(ns)
+            if whose:
+                raise ValueError(
+                    f"{source} {ns!r} is {whose}; allowed: a namespace consul-k8s injects, not "
+                    f"{', '.join(sorted(INJECTOR_SKIPS_NAMESPACES))}"
+                )
+            return self
         whose = _TAKEN_NAMESPACES.get(ns) or ("reserved for Kubernetes" if ns.startswith("kube-") else None)
         if whose:
-            source = "namespace" if self.namespace else "namespace (from the name)"
             raise ValueError(
                 f"{source} {ns!r} is {whose}; allowed: a new namespace, not {', '.join(_TAKEN_NAMESPACES)} or kube-*"
             )
         return self
+
+    @model_validator(mode="after")
+    def _adopted_port(self) -> ServiceConfig:
+        if self.workload is not None and "port" not in self.model_fields_set:
+            raise ValueError(f"port is required with workload ({self._workload}): the port of its Service")
+        return self
+
+    @property
+    def _workload(self) -> str:
+        w = self.workload
+        return f"{w.kind} {self.ns}/{w.name}" if w else ""
 
     @property
     def ns(self) -> str:
@@ -433,16 +508,34 @@ class ServiceConfig(_Model):
 
     def model(self, outside: Mapping[str, Outside]) -> Service:
         """The service of the mesh; an upstream outside the mesh is one of its destinations."""
-        upstreams = tuple(u for u in self.upstreams if u not in outside)
-        destinations = tuple(Destination(u, outside[u].port or 0) for u in self.upstreams if u in outside)
+        names = [u if isinstance(u, str) else u.name for u in self.upstreams]
+        upstreams = tuple(u for u in names if u not in outside)
+        destinations = tuple(Destination(u, outside[u].port or 0) for u in names if u in outside)
+        addresses = tuple(
+            AddressVariable(u.name, u.env, u.value) for u in self.upstreams if isinstance(u, UpstreamConfig)
+        )
+        workload = Adopted(self.workload.kind, self.workload.name) if self.workload else None
         return Service(
-            self.name, self.ns, self.port, self.migrates, upstreams, self.replicas, destinations=destinations
+            self.name,
+            self.ns,
+            self.port,
+            self.migrates,
+            upstreams,
+            self.replicas,
+            destinations=destinations,
+            protocol=self.protocol,
+            workload=workload,
+            addresses=addresses,
         )
 
     def outside_model(self) -> Outside:
         assert self.outside is not None
         port = self.port if "port" in self.model_fields_set else None
-        return Outside(self.name, self.outside, tuple(self.upstreams), bool(self.sidecar), port)
+        return Outside(self.name, self.outside, tuple(self.upstreams_names), bool(self.sidecar), port)
+
+    @property
+    def upstreams_names(self) -> list[str]:
+        return [u if isinstance(u, str) else u.name for u in self.upstreams]
 
 
 _OUTSIDE_KEYS = "name, outside, upstreams, sidecar, port (vm, cluster), namespace (job)"
@@ -558,6 +651,35 @@ class StackConfig(_Model):
     versions: VersionsConfig = Field(default_factory=lambda: VersionsConfig())
     verify: VerifyConfig = Field(default_factory=lambda: VerifyConfig())
     ci: CiConfig = Field(default_factory=lambda: CiConfig())
+
+    @model_validator(mode="after")
+    def _adoptions(self) -> StackConfig:
+        adopted = [s.name for s in self.services if s.workload is not None]
+        if adopted and self.verify.enabled:
+            raise ValueError(
+                f"verify.enabled true with adopted services ({', '.join(adopted)}): the checks of every up still "
+                "read fake-service's answers, which a team's workload does not give; set verify.enabled false and "
+                "check each step by hand (docs/operations/verifying.md) until the checks read any workload"
+            )
+        demo = {s.ns for s in self.services if s.workload is None and s.outside is None}
+        seen: dict[tuple[str, str, str], str] = {}
+        for i, s in enumerate(self.services):
+            if s.workload is None:
+                continue
+            if s.ns in demo:
+                raise ValueError(
+                    f"services[{i}].namespace {s.ns!r} holds demo services too: the program creates and deletes a demo "
+                    "service's namespace, and never an adopted service's; allowed: demo and adopted services in "
+                    "separate namespaces"
+                )
+            key = (s.ns, s.workload.kind, s.workload.name)
+            if key in seen:
+                raise ValueError(
+                    f"services[{i}].workload: {s.workload.kind} {s.ns}/{s.workload.name} is adopted by "
+                    f"{seen[key]!r} already; allowed: one service per workload"
+                )
+            seen[key] = s.name
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
@@ -768,7 +890,7 @@ def _calls_outside(services: list[ServiceConfig]) -> None:
         )
         for s in services
         if not s.outside
-        for up in s.upstreams
+        for up in s.upstreams_names
         if up in outside
     ]
     if problems:

@@ -1,16 +1,22 @@
-"""The phase gate: the requested phases, once the guard has compared them with what the stack deployed.
+"""The phase gate: the requested phases, once the guard has compared them with what the stack deployed,
+and, for a team's own workloads, once what runs on the cluster can join the mesh.
 
 The stack reads its own outputs through a StackReference (the phases it deployed, the exceptions it
-left on, the seals of its last `up`), and migration/guard.py and migration/fleet.py decide. Every
-migration object waits for the gate's Output, so a refused step changes none of them.
+left on, the seals of its last `up`), and migration/guard.py and migration/fleet.py decide. The live
+objects of adopted workloads (read by components/adoption.py at preview and at up) are judged by
+migration/adoption.py. Every migration object waits for the gate's Output, so a refused step
+changes none of them.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 
+from migration.adoption import Live, step_problems
 from migration.fleet import FleetError
 from migration.guard import PhaseJumpError, check_moves, read_deployed
 from migration.step import Step, check_step
@@ -47,3 +53,36 @@ def phase_gate(cfg: StackConfig) -> pulumi.Output[Step]:
     )
     # The outputs map is secret because it holds the kubeconfig; the decision holds only phases.
     return pulumi.Output.unsecret(ref.outputs.apply(lambda outputs: evaluate(cfg, dict(outputs or {}))))
+
+
+def judge_live(cfg: StackConfig, step: Step, lives: Mapping[str, Live]) -> Step:
+    """`step` once every adopted workload can join the mesh as it runs; ConfigError otherwise, one
+    line per problem under the service's `workload` key."""
+    fleet = cfg.fleet()
+    adopted = [s.name for s in fleet.services if s.adopted]
+    unread = [n for n in adopted if n not in lives]
+    if unread:  # offline (make plan): no cluster to read
+        pulumi.log.info(f"not read here (no cluster): {', '.join(unread)}; what runs is checked at preview and up")
+    problems = step_problems(fleet, step.target, {n: step.running(n) for n in fleet.names}, lives)
+    if problems:
+        raise ConfigError(cfg.describe(FleetError(problems)))
+    return step
+
+
+def live_gate(
+    cfg: StackConfig, step: pulumi.Output[Step], lives: pulumi.Output[dict[str, Live]]
+) -> pulumi.Output[Step]:
+    """The phase gate, then the live verdict: what every migration object waits for. The verdict holds
+    phases only, not the secret pod templates it was made from."""
+    return pulumi.Output.unsecret(pulumi.Output.all(step, lives).apply(lambda v: judge_live(cfg, v[0], v[1])))
+
+
+def check_patch_force() -> None:
+    """pulumi-kubernetes forces every server-side apply while PULUMI_K8S_ENABLE_PATCH_FORCE is true and
+    the provider does not say otherwise (provider.go Configure, await.go patchForce): a patch of a
+    team's workload would then take fields its owner manages. Refused before any resource."""
+    if os.environ.get("PULUMI_K8S_ENABLE_PATCH_FORCE", "").lower() == "true":
+        raise ConfigError(
+            "environment PULUMI_K8S_ENABLE_PATCH_FORCE=true would make every patch of a team's workload take the "
+            "fields its owner manages; unset it (the program never forces a patch)"
+        )

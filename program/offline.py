@@ -61,6 +61,7 @@ class Run:
     output_dependencies: dict[str, set[str]] = field(default_factory=dict)  # output -> URNs it waits for
     error: str | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
+    reads: list[tuple[str, str]] = field(default_factory=list)  # (type, id) of every `get` the program made
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -185,6 +186,11 @@ def _fake_call(token: str, args: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def live_key(type_: str, id_: str) -> str:
+    """How `run_program(cluster=...)` names a live object: its Pulumi type and its id (`namespace/name`)."""
+    return f"{type_}|{id_}"
+
+
 def _run_main(path: str) -> None:
     runpy.run_path(path, run_name="__main__")
 
@@ -196,10 +202,14 @@ def run_program(
     deployed: Mapping[str, Any] | None = None,
     preview: bool = False,
     main: Path | None = None,
+    cluster: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Run:
     """Evaluate the program under mocks. `deployed`: the outputs the stack reports as deployed.
 
     `main` runs another program file with the same config (the benchmark's empty program).
+    `cluster`: the live objects a `get` reads (`live_key(type, id)` -> the object as the API server
+    returns it). An object it does not hold reads as its name only, as `make plan` sees the cluster:
+    what the program decides from a live object is then left to preview.
     """
     import pulumi
     from pulumi.runtime import mocks as pm
@@ -210,10 +220,17 @@ def run_program(
     run = Run(config=stack_config(stack, overrides))
     prior = dict(deployed or {})
 
+    live = dict(cluster or {})
+
     class Mocks(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
             if args.typ == "pulumi:pulumi:StackReference":
                 return args.name, {"name": args.name, "outputs": prior, "secretOutputNames": []}
+            if args.resource_id:  # a `get`: MockMonitor.ReadResource
+                run.reads.append((args.typ, args.resource_id))
+                found = live.get(live_key(args.typ, args.resource_id))
+                if found is not None:
+                    return args.resource_id, dict(found)
             return f"{args.name}-id", _fake_state(args.typ, args.name, args.inputs)
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
