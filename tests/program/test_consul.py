@@ -161,13 +161,14 @@ def test_two_api_gateway_pods_raised_on_a_gateway_deployed_with_one(default_run)
 
 
 def test_servers_and_injectors_run_ahead_of_the_workloads(default_run):
-    priority = default_run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass", "consul-priority").inputs
+    priority_class = default_run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass", "consul-priority")
+    priority = priority_class.inputs
     assert priority["metadata"]["name"] == "consul-control-plane"
     assert 0 < priority["value"] < 2_000_000_000  # below system-cluster-critical, above every default pod (0)
     assert priority["globalDefault"] is False
     assert values(default_run)["server"]["priorityClassName"] == "consul-control-plane"
     assert values(default_run)["connectInject"]["priorityClassName"] == "consul-control-plane"
-    assert default_run.depends_on(release(default_run), default_run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass"))
+    assert default_run.depends_on(release(default_run), priority_class)
 
 
 def test_servers_never_run_on_spot_nodes(program):
