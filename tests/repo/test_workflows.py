@@ -414,6 +414,10 @@ if args[:2] == ["run", "download"]:
     opts = dict(zip(args[3::2], args[4::2]))
     shutil.copytree(os.path.join(here, "artifacts", args[2], opts["--name"]), opts["--dir"])
     sys.exit(0)
+if args[:2] == ["pr", "comment"]:  # gh pr comment N --repo R --body-file F: keep each body
+    with open(os.path.join(here, "comments.txt"), "a") as out:
+        out.write(open(args[args.index("--body-file") + 1]).read() + "\f")
+    sys.exit(0)
 assert args[0] == "api", args
 api = json.load(open(os.path.join(here, "api.json")))
 if args[1] not in api:
@@ -459,10 +463,7 @@ def github_api(*, merged: bool = True, artifact: bool = True, changed: list[str]
 
 def run_plans(tmp_path: Path, api: dict[str, Any], *, tree: str | None = TREE, event: str = "push", asked: str = ""):
     """The `plans` job's step as GitHub runs it (bash -e), with `gh` faked; returns (code, outputs, log)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "gh").write_text(FAKE_GH)
-    (bin_dir / "gh").chmod(0o755)
+    bin_dir = fake_gh(tmp_path / "bin")
     (bin_dir / "api.json").write_text(json.dumps(api))
     if tree is not None:
         plan_dir = bin_dir / "artifacts" / "555" / f"pulumi-plan-dev-{HEAD}"
@@ -561,6 +562,63 @@ def test_a_program_change_deploys_every_stack_a_stack_file_only_its_own(tmp_path
 def test_the_stale_plan_recovery_is_documented():
     docs = (ROOT / "docs" / "operations" / "team-workflow.md").read_text()
     assert "### A stale plan" in docs and "Run workflow" in docs and "`pulumi-<stack>-main`" in docs
+
+
+def fake_gh(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "gh").write_text(FAKE_GH)
+    (folder / "gh").chmod(0o755)
+    return folder
+
+
+def run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A `run:` step as GitHub runs it on Linux: bash --noprofile --norc -eo pipefail."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_preview_that_wrote_to_the_stack_file_fails_its_job(pr, tmp_path):
+    """The comparison itself, run on a clone: as committed it passes; with the salt a preview writes
+    to a stack file that has none (pulumi pkg/secrets/passphrase/manager.go), it fails and shows it."""
+    script = run_of(pr["jobs"]["preview"], "The preview left the stack file as committed")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "Pulumi.dev.yaml").write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    env = {"STACK": "dev", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@x"
+    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
+    subprocess.run(["git", "commit", "-qm", "stack"], cwd=tmp_path, check=True, env={**os.environ, **env})
+    assert run_step(script, tmp_path, env).returncode == 0
+    with (tmp_path / "Pulumi.dev.yaml").open("a") as f:
+        f.write("encryptionsalt: v1:c2FsdA==:v1:bm9uY2U=:Y2lwaGVy\n")
+    wrote = run_step(script, tmp_path, env)
+    assert wrote.returncode == 1
+    assert "the preview wrote to Pulumi.dev.yaml" in wrote.stdout and "+encryptionsalt:" in wrote.stdout
+
+
+def test_the_preview_comment_quotes_each_preview_and_cannot_be_broken_out_of(pr, tmp_path):
+    script = pr["jobs"]["comment"]["steps"][-1]["run"]
+    bin_dir = fake_gh(tmp_path / "bin")
+    plan = tmp_path / "work" / "plans" / f"pulumi-plan-dev-{HEAD}"
+    plan.mkdir(parents=True)
+    (plan / "manifest.json").write_text(json.dumps({"stack": "dev", "tree": TREE, "commit": "c"}))
+    (plan / "preview.txt").write_text("  + kubernetes:core/v1:Namespace web create\n</pre><script>x</script>\n")
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GH_TOKEN": "x", "REPO": REPO, "PR": "12"}
+    result = run_step(script, tmp_path / "work", {**env, "PREVIEW": "success", "RUN_URL": "https://run"})
+    assert result.returncode == 0, result.stderr
+    (body,) = (bin_dir / "comments.txt").read_text().split("\f")[:-1]
+    assert body.startswith(f"#### `pulumi preview` of stack `dev` (plan kept as `pulumi-plan-dev-{HEAD}`)")
+    assert f"Tree {TREE}" in body and "Namespace web create" in body
+    assert "&lt;/pre&gt;&lt;script&gt;" in body and body.count("</pre>") == 1
+    (tmp_path / "none").mkdir()
+    run_step(script, tmp_path / "none", {**env, "PREVIEW": "failure", "RUN_URL": "https://run"})
+    assert "No `pulumi preview` finished (failure)" in (bin_dir / "comments.txt").read_text()
 
 
 # --- drift ------------------------------------------------------------------------------------------------------
