@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 
@@ -173,7 +174,9 @@ def pulumi_calls(output: str) -> list[str]:
     return [line for line in output.splitlines() if "/bin/pulumi " in line]
 
 
-DEV_STACK = 'stack select --create "dev" --secrets-provider "awskms://alias/consul-mesh-migration-dev?region=us-west-2"'
+# The dev stack file names its own KMS key; `make stack` creates the stack with it.
+DEV_PROVIDER = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["secretsprovider"]
+DEV_STACK = f'stack select --create "dev" --secrets-provider "{DEV_PROVIDER}"'
 
 
 @pytest.mark.parametrize(
