@@ -45,6 +45,14 @@ def program() -> Callable[..., Run]:
     return evaluate
 
 
+@pytest.fixture(scope="module", params=["dev", "local"])
+def default_run(program: Callable[..., Run], request: pytest.FixtureRequest) -> Run:
+    """The dev and the local stack as their stack files say, each once per test module."""
+    run = program({}, stack=request.param)
+    assert run.error is None, run.error
+    return run
+
+
 def as_policy(run: Run, *, custom_only: bool = False) -> list[rules.Resource]:
     """A run's resources as CrossGuard hands them to the policy pack: with what each waits for."""
     return [

@@ -27,13 +27,6 @@ def values(run) -> dict[str, Any]:
     return release(run).inputs["values"]
 
 
-@pytest.fixture(scope="module", params=["dev", "local"])
-def default_run(program, request):
-    run = program({}, stack=request.param)
-    assert run.error is None, run.error
-    return run
-
-
 def test_a_real_helm_release_named_consul_of_the_pinned_chart_in_namespace_consul(default_run):
     rel = release(default_run)
     assert rel.inputs["name"] == "consul"  # not autonamed: helm and consul-k8s status find it

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from components.annotations import LB_SCHEME, LB_SOURCE_RANGES, LB_TARGET_TYPE, LB_TYPE
 
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
@@ -13,13 +11,6 @@ ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 TIMEOUT = "kubernetes:consul.hashicorp.com/v1alpha1:RouteTimeoutFilter"
 INTENTIONS = "kubernetes:consul.hashicorp.com/v1alpha1:ServiceIntentions"
 LOCAL = {"stack": "local"}
-
-
-@pytest.fixture(scope="module", params=["dev", "local"])
-def default_run(program, request):
-    run = program({}, stack=request.param)
-    assert run.error is None, run.error
-    return run
 
 
 def annotations_of(res) -> dict[str, str]:
