@@ -99,7 +99,7 @@ class EksClusterArgs:
     service_cidr: str
     ebs_csi_addon_version: str
     kube_proxy_addon_version: str
-    vpc_cni_addon_version: str
+    vpc_cni_addon_version: pulumi.Input[str]
     protect: bool  # guards the cluster and its secrets key against deletion and replacement
     iam: Iam
     server_nodes: int = 0  # an on-demand group of this many nodes for Consul's servers (with SPOT)

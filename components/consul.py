@@ -22,7 +22,7 @@ NAMESPACE = "consul"
 @dataclass
 class ConsulArgs:
     target: ClusterTarget
-    chart_version: str
+    chart_version: pulumi.Input[str]
     settings: ConsulSettings
 
 

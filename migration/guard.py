@@ -157,3 +157,66 @@ def check_moves(deployed: Deployed, target: Mapping[str, Phase], allow_jump: boo
             [n for names in jumps.values() for n in names],
         )
     return warnings
+
+
+# --- versions: one step at a time, in the documented order ---------------------------------------------
+
+VERSIONS_OUTPUT = "versions"  # {kubernetes, vpcCniAddon, consulChart}: what the last complete `up` ran
+
+
+class VersionStepError(Exception):
+    """A requested version more than one step from the deployed one, backwards, or moving with another."""
+
+    def __init__(self, message: str, keys: Sequence[str]) -> None:
+        super().__init__(message)
+        self.keys = list(keys)
+
+
+def _minor(version: str) -> tuple[int, int]:
+    """(major, minor) of 1.35, 2.0.3 or v1.21.1-eksbuild.8."""
+    major, minor = version.lstrip("v").split("-")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+# What each pin may do in one `up`, and why (the source that says so).
+_RULES = {
+    # EKS User Guide, update-cluster: "you can update only one minor version at a time"; "Once you
+    # upgrade a cluster, you can't downgrade". The node groups follow in the same `up`.
+    "kubernetes": ("versions.kubernetes", True),
+    # EKS User Guide, eks-add-ons (VPC CNI): "You can only update one minor version at a time".
+    "vpcCniAddon": ("versions.vpcCniAddon", False),
+    # Consul's upgrade docs: servers first, then the rest; a newer Raft state cannot be read by an older
+    # server, so no way back but a snapshot restore.
+    "consulChart": ("versions.consulChart", True),
+}
+
+
+def check_versions(deployed: Mapping[str, Any] | None, requested: Mapping[str, str]) -> None:
+    """VersionStepError unless each pin moves at most one minor (a new major only from its
+    predecessor), never back where a downgrade is impossible, and Kubernetes and the Consul chart
+    never in the same `up`. `deployed` is the `versions` output; stacks without it are not checked."""
+    if not isinstance(deployed, Mapping):
+        return
+    problems: list[str] = []
+    moved: list[str] = []
+    for name, wanted in requested.items():
+        live = deployed.get(name)
+        if not isinstance(live, str) or live == wanted:
+            continue
+        key, no_downgrade = _RULES[name]
+        (live_major, live_minor), (major, minor) = _minor(live), _minor(wanted)
+        if (major, minor) != (live_major, live_minor):
+            moved.append(name)
+        if (major, minor) < (live_major, live_minor) and no_downgrade:
+            problems.append(f"{key} {wanted} is older than the deployed {live}, which cannot be downgraded")
+        elif major > live_major + 1 or (major == live_major and minor > live_minor + 1):
+            step = f"{live_major}.{live_minor + 1}" if major == live_major else f"{live_major + 1}.x"
+            problems.append(f"{key} {wanted} skips from the deployed {live}; one `up` may move it one minor, to {step}")
+    if {"kubernetes", "consulChart"} <= set(moved):
+        problems.append(
+            "versions.kubernetes and versions.consulChart both change; upgrade them in separate ups, the Consul "
+            "chart first when the new Kubernetes minor is outside its supported range, Kubernetes first otherwise"
+        )
+    if problems:
+        keys = sorted({_RULES[n][0] for n in requested if n in moved} or {_RULES[n][0] for n in requested})
+        raise VersionStepError("; ".join(problems), keys)

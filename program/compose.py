@@ -28,7 +28,7 @@ from meshcheck.expectation import Settings
 from migration.step import Step, dialed_directly
 
 from .config import PROJECT, ConfigError, StackConfig
-from .gate import check_patch_force, live_gate, phase_gate
+from .gate import check_patch_force, deployed_outputs, live_gate, phase_gate, version_gate
 from .outputs import record, verify
 
 
@@ -51,25 +51,27 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     """Build every component for `cfg` and return the stack outputs."""
     check_environment(cfg)
     outputs: dict[str, Any] = {}
-    gate = phase_gate(cfg)
-    target = _platform(cfg, outputs)
-    consul = _consul(cfg, target, outputs)
+    deployed = deployed_outputs()
+    gate = phase_gate(cfg, deployed)
+    pinned = version_gate(cfg, deployed)
+    target = _platform(cfg, outputs, pinned)
+    consul = _consul(cfg, target, outputs, pinned)
     gateway = _gateway(cfg, target, consul, outputs)
     applied = _migration(cfg, target, consul, gateway, gate, outputs)
     record(cfg, gate, applied, outputs)
     return outputs
 
 
-def _platform(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
+def _platform(cfg: StackConfig, outputs: dict[str, Any], pinned: pulumi.Output[dict[str, str]]) -> ClusterTarget:
     if cfg.platform == "eks":
-        return _eks(cfg, outputs)
+        return _eks(cfg, outputs, pinned)
     existing = ExistingCluster(
         "cluster", ExistingClusterArgs(kubeconfig=cfg.cluster.kubeconfig, context=cfg.cluster.context)
     )
     return existing.target()
 
 
-def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
+def _eks(cfg: StackConfig, outputs: dict[str, Any], pinned: pulumi.Output[dict[str, str]]) -> ClusterTarget:
     """VPC -> EKS with managed nodes and EBS CSI -> AWS Load Balancer Controller (issue 3).
 
     The controller waits for the nodes; whatever creates a Service waits for `ready` (the controller
@@ -97,7 +99,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
         "cluster",
         EksClusterArgs(
             cluster_name=name,
-            kubernetes_version=v.kubernetes,
+            kubernetes_version=pinned.apply(lambda p: p["kubernetes"]),  # one minor at a time
             network=network,
             instance_types=list(c.instance_types),
             capacity_type=c.capacity_type,
@@ -111,7 +113,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
             service_cidr=str(c.service_cidr),
             ebs_csi_addon_version=v.ebs_csi_addon,
             kube_proxy_addon_version=v.kube_proxy_addon,
-            vpc_cni_addon_version=v.vpc_cni_addon,
+            vpc_cni_addon_version=pinned.apply(lambda p: p["vpcCniAddon"]),
             protect=c.protect,
             iam=iam,
             # Consul's servers never run on Spot: with Spot nodes they get on-demand ones of their own.
@@ -134,14 +136,16 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any]) -> ClusterTarget:
     )
 
 
-def _consul(cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any]) -> Consul:
+def _consul(
+    cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any], pinned: pulumi.Output[dict[str, str]]
+) -> Consul:
     """Consul's Helm release and `.consul` DNS forwarding (issue 4)."""
     v, c = cfg.versions, cfg.consul
     consul = Consul(
         "consul",
         ConsulArgs(
             target=target,
-            chart_version=v.consul_chart,
+            chart_version=pinned.apply(lambda p: p["consulChart"]),
             settings=ConsulSettings(
                 platform=cfg.platform,
                 datacenter=c.datacenter,

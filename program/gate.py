@@ -18,7 +18,14 @@ import pulumi
 
 from migration.adoption import Live, step_problems
 from migration.fleet import FleetError
-from migration.guard import PhaseJumpError, check_moves, read_deployed
+from migration.guard import (
+    VERSIONS_OUTPUT,
+    PhaseJumpError,
+    VersionStepError,
+    check_moves,
+    check_versions,
+    read_deployed,
+)
 from migration.step import Step, check_step
 
 from .config import PROJECT, ConfigError, StackConfig
@@ -47,12 +54,41 @@ def evaluate(cfg: StackConfig, outputs: dict[str, Any]) -> Step:
     return step
 
 
-def phase_gate(cfg: StackConfig) -> pulumi.Output[Step]:
+def deployed_outputs() -> pulumi.Output[dict[str, Any]]:
+    """What the stack's last `up` exported, read through a StackReference to itself (secret: it holds
+    the kubeconfig; the gates' decisions hold only phases and versions)."""
     ref = pulumi.StackReference(
         "deployed", stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
     )
-    # The outputs map is secret because it holds the kubeconfig; the decision holds only phases.
-    return pulumi.Output.unsecret(ref.outputs.apply(lambda outputs: evaluate(cfg, dict(outputs or {}))))
+    return ref.outputs.apply(lambda outputs: dict(outputs or {}))
+
+
+def phase_gate(cfg: StackConfig, deployed: pulumi.Output[dict[str, Any]]) -> pulumi.Output[Step]:
+    return pulumi.Output.unsecret(deployed.apply(lambda outputs: evaluate(cfg, outputs)))
+
+
+def pins(cfg: StackConfig) -> dict[str, str]:
+    """The versions that move one step at a time (migration/guard.py check_versions), as recorded."""
+    v = cfg.versions
+    eks = {"kubernetes": v.kubernetes, "vpcCniAddon": v.vpc_cni_addon} if cfg.platform == "eks" else {}
+    return {**eks, "consulChart": v.consul_chart}
+
+
+def check_pins(cfg: StackConfig, outputs: Mapping[str, Any]) -> dict[str, str]:
+    """The pins of `cfg` once compared with the deployed ones; ConfigError for a skip, a downgrade, or
+    Kubernetes and the chart together."""
+    try:
+        check_versions(outputs.get(VERSIONS_OUTPUT), pins(cfg))
+    except VersionStepError as e:
+        raise ConfigError(f"config {PROJECT}:{', '.join(e.keys)}: {e}") from None
+    return pins(cfg)
+
+
+def version_gate(cfg: StackConfig, deployed: pulumi.Output[dict[str, Any]]) -> pulumi.Output[dict[str, str]]:
+    """The versions the control plane, the node groups, the VPC CNI and the Consul release are given:
+    a refused step fails this Output, so none of them is updated (they wait for it like the migration
+    objects wait for the phase gate)."""
+    return pulumi.Output.unsecret(deployed.apply(lambda outputs: check_pins(cfg, outputs)))
 
 
 def judge_live(cfg: StackConfig, step: Step, lives: Mapping[str, Live]) -> Step:

@@ -8,13 +8,14 @@ from typing import Any
 import pulumi
 
 from migration.fleet import Fleet
-from migration.guard import seal_key
+from migration.guard import VERSIONS_OUTPUT, seal_key
 from migration.phases import Phase, fleet_phase, mesh_closed, versions
 from migration.plan import plan
 from migration.step import Step
 from migration.workloads import exposed_names, upstream_names
 
 from .config import StackConfig
+from .gate import pins
 
 
 def record(
@@ -31,6 +32,8 @@ def record(
     outputs["phase"] = complete.apply(lambda _: fleet_phase(phases).value)
     outputs["phases"] = complete.apply(lambda _: {n: p.value for n, p in phases.items()})
     outputs["nextPhase"] = cfg.phase.next.value if cfg.phase.next else None
+    # What the next `up` may move from, one step at a time (program/gate.py version_gate).
+    outputs[VERSIONS_OUTPUT] = complete.apply(lambda _: pins(cfg))
     outputs[seal_key(phases)] = complete.apply(
         lambda st: {"phases": {n: p.value for n, p in phases.items()}, "retires": retires(fleet, st)}
     )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from migration.guard import PhaseJumpError, allowed, check_moves, read_deployed, seal_key
+from migration.guard import (
+    PhaseJumpError,
+    VersionStepError,
+    allowed,
+    check_moves,
+    check_versions,
+    read_deployed,
+    seal_key,
+)
 from migration.phases import Phase
 
 D, P, S, V, H = Phase
@@ -102,3 +110,35 @@ def test_the_seal_is_named_after_the_phases_so_a_rerun_writes_the_same_one():
     assert seal_key(both(S)) == seal_key(both(S))
     assert seal_key(both(S)) != seal_key({"api": S, "web": V})
     assert seal_key(both(S)).startswith("seal-")
+
+
+# --- versions ------------------------------------------------------------------------------------------
+
+DEPLOYED_PINS = {"kubernetes": "1.35", "vpcCniAddon": "v1.21.1-eksbuild.8", "consulChart": "2.0.3"}
+
+
+@pytest.mark.parametrize(
+    "requested",
+    [
+        {"kubernetes": "1.35", "consulChart": "2.0.4"},  # a patch
+        {"kubernetes": "1.36", "consulChart": "2.0.3"},  # one minor
+        {"consulChart": "2.1.0"},
+        {"consulChart": "3.0.0"},  # the next major, from its predecessor
+        {"vpcCniAddon": "v1.22.0-eksbuild.1", "kubernetes": "1.36"},  # the add-on moves with the cluster
+        {"vpcCniAddon": "v1.20.4-eksbuild.1"},  # an add-on may go back: EKS only forbids skipping ahead
+    ],
+)
+def test_one_step_per_pin_is_allowed(requested):
+    check_versions(DEPLOYED_PINS, requested)
+
+
+def test_nothing_recorded_holds_nothing():
+    check_versions(None, {"kubernetes": "1.40"})
+    check_versions({}, {"kubernetes": "1.40"})
+
+
+def test_a_refusal_names_every_key_that_moved():
+    with pytest.raises(VersionStepError) as e:
+        check_versions(DEPLOYED_PINS, {"kubernetes": "1.37", "consulChart": "2.1.0"})
+    assert e.value.keys == ["versions.consulChart", "versions.kubernetes"]
+    assert "skips from the deployed 1.35" in str(e.value) and "separate ups" in str(e.value)

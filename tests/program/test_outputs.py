@@ -8,6 +8,7 @@ EVERY_STACK = {
     "phases",
     "dialedDirectly",
     "nextPhase",
+    "versions",
     "verify",
     "gatewayUrl",
     "consulUi",
