@@ -59,7 +59,10 @@ def fleet_of_200() -> list[dict[str, Any]]:
     return [{**s, "namespace": f"team-{i % 20}"} for i, s in enumerate(services)]
 
 
-FLEET = {"services": fleet_of_200(), "gateway": {"service": "gw"}}
+# Nodes that hold the fleet at its peak (every migrating service's two versions, at permissive, and
+# the platform's pods): 335 pods, 54 a node besides the DaemonSets (migration/capacity.py).
+FLEET_NODES = {"instanceTypes": ["m5.xlarge"], "minSize": 7, "desiredSize": 7, "maxSize": 8}
+FLEET = {"services": fleet_of_200(), "gateway": {"service": "gw"}, "cluster": FLEET_NODES}
 
 
 def measure(

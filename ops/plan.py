@@ -28,6 +28,7 @@ from migration.fleet import Fleet
 from migration.phases import Phase, describe
 from migration.plan import plan as waves_of
 from ops.cost import summary
+from program import sizing
 from program.config import PROJECT, parse_config, project_keys
 from program.offline import Resource, Run, run_program, stack_config
 
@@ -129,9 +130,10 @@ def plan(stack: str, overrides: Mapping[str, Any] | None = None, evaluate: Evalu
     cfg = parse_config(raw)
     fleet: Fleet = cfg.fleet()
     start = cfg.target()
-    steps = [Step(None, describe(start), diff(None, first), cost=summary(first))]
-    previous, before = first, start
     result = waves_of(fleet, start)
+    cost = summary(first) + sizing.note(cfg, sizing.peak(cfg, result.waves, start))
+    steps = [Step(None, describe(start), diff(None, first), cost=cost)]
+    previous, before = first, start
     selected: Mapping[str, Phase] | None = None  # None: the first wave starts from the config as it stands
     for target, windows in zip(result.waves, result.windows, strict=True):
         run = evaluate({**base, **cfg.selecting(target)}, stack=stack, deployed=previous.outputs)

@@ -16,7 +16,8 @@ from typing import Any
 
 import pulumi
 
-from migration.adoption import Live, step_problems
+from migration.adoption import Live, step_problems, surge
+from migration.capacity import Adopted
 from migration.fleet import FleetError
 from migration.guard import (
     VERSIONS_OUTPUT,
@@ -28,6 +29,7 @@ from migration.guard import (
 )
 from migration.step import Step, check_step
 
+from . import sizing
 from .config import PROJECT, ConfigError, StackConfig
 
 
@@ -49,9 +51,21 @@ def evaluate(cfg: StackConfig, outputs: dict[str, Any]) -> Step:
         # Forced: what the target alone forbids was refused with the config; what remains is the
         # transition, which the operator takes on.
         warnings += [f"allowPhaseJump: {p.text}" for p in e.problems]
+    check_capacity(cfg, step)
     for warning in warnings:
         pulumi.log.warn(warning)
     return step
+
+
+def check_capacity(cfg: StackConfig, step: Step, adopted: Mapping[str, Adopted] | None = None) -> None:
+    """Refuse a step whose pods cannot all run on the node group (migration/capacity.py)."""
+    fit = sizing.fit(cfg, step, adopted)
+    if fit is not None and not fit.fits:
+        raise ConfigError(
+            f"config {PROJECT}:cluster.desiredSize: {sizing.describe(cfg, fit)}: the pods over the limit would "
+            f"stay Pending and the `up` would wait for them; allowed: a desiredSize of at least {fit.needed}, or a "
+            "larger instance type"
+        )
 
 
 def deployed_outputs() -> pulumi.Output[dict[str, Any]]:
@@ -102,6 +116,7 @@ def judge_live(cfg: StackConfig, step: Step, lives: Mapping[str, Live]) -> Step:
     problems = step_problems(fleet, step.target, {n: step.running(n) for n in fleet.names}, lives)
     if problems:
         raise ConfigError(cfg.describe(FleetError(problems)))
+    check_capacity(cfg, step, {n: Adopted(live.workload.replicas, surge(live.workload)) for n, live in lives.items()})
     return step
 
 

@@ -455,3 +455,24 @@ def test_patch_force_in_the_environment_is_refused_before_any_resource(monkeypat
     run = run_program(config("discovery"), stack="local", cluster=team_cluster())
     assert run.error is not None and "PULUMI_K8S_ENABLE_PATCH_FORCE=true" in run.error
     assert run.resources == []
+
+
+# --- capacity -----------------------------------------------------------------------------------------
+
+
+def test_a_roll_whose_pods_cannot_fit_the_node_group_is_refused_with_the_figures():
+    """On eks, 2 x t3.medium hold 2 x (17 - 4) = 26 pods besides their DaemonSets. The platform takes 13
+    (no check Jobs), web 2, stock 3, orders 8: 26 at discovery; rolling orders in adds its maxSurge
+    (25% of 8 = 2), and 28 pods do not fit (migration/capacity.py)."""
+    objects = team_cluster()
+    key = "kubernetes:apps/v1:Deployment|shop/orders"
+    objects[key] = copy.deepcopy(objects[key])
+    objects[key]["spec"]["replicas"] = 8
+    cfg = {**config("permissive"), "platform": "eks"}
+    run = run_program(cfg, stack="dev", cluster=objects)
+    assert run.error is not None
+    assert "config consul-mesh-migration:cluster.desiredSize:" in run.error
+    assert "at the peak of this `up`" in run.error and "cluster.desiredSize is 2" in run.error
+    assert not [r for r in run.resources if r.kind in ("DeploymentPatch", "StatefulSetPatch")]
+    # The same fleet at discovery rolls nothing: it fits.
+    assert run_program({**cfg, "phase": "discovery"}, stack="dev", cluster=objects).error is None
