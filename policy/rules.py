@@ -432,8 +432,9 @@ def iam_action_wildcards(
 
 EKS_COMPONENT = "eks:index:Cluster"  # pulumi-eks; its child aws:eks/cluster:Cluster is checked as well
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
-# The control-plane logs the Security docs promise: who called the API, what it did, who authenticated.
-REQUIRED_LOG_TYPES = ("api", "audit", "authenticator")
+# The control-plane log the security defaults promise whatever else `cluster.logTypes` chooses: the
+# audit log, who did what in the cluster (program/config.py refuses a config without it first).
+REQUIRED_LOG_TYPES = ("audit",)
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 INSTANCE = "aws:ec2/instance:Instance"
 NODE_GROUP_TYPES = ("eks:index:ManagedNodeGroup", "aws:eks/nodeGroup:NodeGroup")
@@ -460,7 +461,7 @@ def eks_secrets_encrypted(resource_type: str, props: Mapping[str, Any]) -> list[
 
 
 def eks_control_plane_logs(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """An EKS cluster sends its api, audit and authenticator logs to CloudWatch."""
+    """An EKS cluster sends its audit log (who did what in the cluster) to CloudWatch."""
     if resource_type not in (EKS_COMPONENT, EKS_CLUSTER):
         return []
     missing = [t for t in REQUIRED_LOG_TYPES if t not in _strings(props.get("enabledClusterLogTypes"))]

@@ -272,6 +272,18 @@ class ClusterConfig(_Model):
     def _log_retention(cls, v: int) -> int:
         return _retention_days(v)
 
+    @field_validator("log_types")
+    @classmethod
+    def _audit_kept(cls, v: list[str]) -> list[str]:
+        # The policy pack refuses a cluster without it at every preview (policy/rules.py
+        # eks_control_plane_logs): say so here, before any resource, in one line.
+        if "audit" not in v:
+            raise ValueError(
+                f"{v} has no audit: the audit log records who did what in the cluster; allowed: any "
+                "of api, audit, authenticator, controllerManager, scheduler, with audit among them"
+            )
+        return v
+
     def grants(self) -> list[Grant]:
         """Everyone with access, from config alone: adminRoleArns as level admin, then `access`."""
         return [Grant(arn, "admin") for arn in self.admin_role_arns] + [a.grant() for a in self.access]

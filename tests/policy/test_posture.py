@@ -86,7 +86,7 @@ def _ui_ingress(props):
     ("typ", "change", "said"),
     [
         ("eks:index:Cluster", _no_key, "not envelope-encrypted"),
-        ("eks:index:Cluster", _audit_off, "audit, authenticator"),
+        ("eks:index:Cluster", _audit_off, "control-plane logs audit"),
         ("aws:ec2/launchTemplate:LaunchTemplate", _hop_limit_two, "httpPutResponseHopLimit must be 1"),
         ("aws:ec2/launchTemplate:LaunchTemplate", _tokens_optional, "httpTokens must be required"),
         ("eks:index:ManagedNodeGroup", _no_launch_template, "without a launch template"),
