@@ -184,6 +184,7 @@ BAD = [
     ({"ci": {"runners": "gitlab"}}, ["ci.runners", "'gitlab'", "'github-hosted'"]),
     # The policy pack would refuse it at the first preview (policy/rules.py eks_control_plane_logs).
     ({"cluster": {"logTypes": ["api", "authenticator"]}}, ["cluster.logTypes", "no audit", "with audit among them"]),
+    ({"cluster": {"logTypes": []}}, ["cluster.logTypes", "[] has no audit"]),
 ]
 
 
