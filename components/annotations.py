@@ -30,6 +30,10 @@ CONSUL_DNS = "consul.hashicorp.com/consul-dns"
 # default is 30 s): it must outlive the app's preStop, and the pod's grace period ends it.
 SIDECAR_SHUTDOWN_GRACE = "consul.hashicorp.com/sidecar-proxy-lifecycle-shutdown-grace-period-seconds"
 
+# CIDRs the pod's traffic redirection leaves out (webhook/redirect_traffic.go ExcludeOutboundCIDRs):
+# what every pod reaches that the mesh never serves (migration/outside.py never_through_the_mesh).
+TPROXY_EXCLUDE_OUTBOUND_CIDRS = "consul.hashicorp.com/transparent-proxy-exclude-outbound-cidrs"
+
 # --- consul-k8s: catalog sync (control-plane/catalog/to-consul/resource.go) ---
 
 # shouldSync skips a Service annotated "false": its pods are not registered in Consul's catalog.

@@ -29,6 +29,9 @@ FULLNAME = "consul"
 # Written by the chart's server-acl-init job when global.acls.bootstrapToken is unset.
 BOOTSTRAP_TOKEN_SECRET = f"{FULLNAME}-bootstrap-acl-token"
 UI_SERVICE = f"{FULLNAME}-ui"
+# The chart's terminating gateway (its default name in values.yaml terminatingGateways.gateways): the
+# Consul service it registers and the name of the TerminatingGateway entry that links services to it.
+TERMINATING_GATEWAY = "terminating-gateway"
 
 # What the gateway controller copies from a Gateway to the Service it creates for it. A key the
 # Gateway does not carry is simply not copied, so the list does not depend on the gateway config.
@@ -62,6 +65,19 @@ def nlb_annotations(scheme: Scheme) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class ExternalSettings:
+    """consul.mode external: the servers to join and the Secrets (in Consul's namespace) to read."""
+
+    host: str
+    https_port: int
+    grpc_port: int
+    tls_server_name: str | None
+    ca_secret: tuple[str, str]  # (secretName, secretKey) of the servers' CA certificate
+    token_secret: tuple[str, str]  # (secretName, secretKey) of a token with acl:write
+    auth_method_host: str | None  # the Kubernetes API as the servers reach it
+
+
+@dataclass(frozen=True)
 class ConsulSettings:
     """Everything the chart values depend on, in the project's terms."""
 
@@ -79,6 +95,8 @@ class ConsulSettings:
     peering: bool = False
     demo_prometheus: bool = False
     priority_class: str | None = PRIORITY_CLASS  # of the servers and the injectors; components/consul.py makes it
+    external: ExternalSettings | None = None  # None: the chart runs its own servers
+    terminating_gateway: str | None = None  # the chart's terminating gateway for destinations, if any
 
 
 class _Values(BaseModel):
@@ -89,15 +107,22 @@ class _Values(BaseModel):
 # --- global ---------------------------------------------------------------------------------------
 
 
+class SecretRef(_Values):
+    secret_name: str
+    secret_key: str
+
+
 class Tls(_Values):
     enabled: bool
-    enable_auto_encrypt: bool
+    enable_auto_encrypt: bool | None = None  # for the chart's own servers and client agents only
     verify: bool
     https_only: bool
+    ca_cert: SecretRef | None = None  # None: the CA the chart's tls-init job makes
 
 
 class Acls(_Values):
     manage_system_acls: bool = Field(serialization_alias="manageSystemACLs")
+    bootstrap_token: SecretRef | None = None  # None: the chart bootstraps ACLs and writes the token
 
 
 class GossipEncryption(_Values):
@@ -131,8 +156,9 @@ class Global(_Values):
 
 
 class Server(_Values):
-    replicas: int  # storageClass stays unset: the servers' volumes use the cluster's default class
-    disruption_budget: Toggle
+    enabled: bool | None = None  # None: the chart's default (on)
+    replicas: int | None = None  # storageClass stays unset: the servers' volumes use the cluster's default class
+    disruption_budget: Toggle | None = None
     priority_class_name: str | None = None
     node_selector: str | None = None  # YAML in a string
 
@@ -140,6 +166,24 @@ class Server(_Values):
 class DisruptionBudget(_Values):
     enabled: bool
     max_unavailable: int | None = None
+
+
+class ExternalServers(_Values):
+    enabled: bool
+    hosts: list[str]
+    https_port: int
+    grpc_port: int
+    tls_server_name: str | None = None
+    k8s_auth_method_host: str | None = Field(default=None, serialization_alias="k8sAuthMethodHost")
+
+
+class TerminatingGatewayValues(_Values):
+    name: str
+
+
+class TerminatingGateways(_Values):
+    enabled: bool
+    gateways: list[TerminatingGatewayValues]
 
 
 class Cni(_Values):
@@ -206,6 +250,7 @@ class Dns(_Values):
     enabled: bool
     enable_redirection: bool
     cluster_ip: str = Field(serialization_alias="clusterIP")
+    proxy: Toggle | None = None
 
 
 class UiService(_Values):
@@ -222,8 +267,8 @@ class UiMetrics(_Values):
 
 class Ui(_Values):
     enabled: bool
-    service: UiService
-    metrics: UiMetrics
+    service: UiService | None = None
+    metrics: UiMetrics | None = None
 
 
 class MeshGatewayService(_Values):
@@ -244,6 +289,8 @@ class ConsulValues(_Values):
     ui: Ui
     mesh_gateway: MeshGateway
     prometheus: Toggle
+    external_servers: ExternalServers | None = None
+    terminating_gateways: TerminatingGateways | None = None
 
     def to_helm(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True)
@@ -330,7 +377,73 @@ def _mesh_gateway(s: ConsulSettings) -> MeshGateway:
     return MeshGateway(enabled=True, service=MeshGatewayService(annotations=annotations))
 
 
+def _tls(s: ConsulSettings) -> Tls:
+    if s.external is None:
+        # Upstream's secure defaults: agents get certificates through auto-encrypt, and verify
+        # (verify_incoming, verify_outgoing, verify_server_hostname) on; HTTPS only.
+        return Tls(enabled=True, enable_auto_encrypt=True, verify=True, https_only=True)
+    # No servers or client agents of the chart's: auto-encrypt would serve neither (the injector uses
+    # it only for pods of a client agent: consul-k8s v2.0.3 endpoints/consul_client_health_checks.go).
+    # The CA is the servers' own, from the user's Secret: without servers the chart runs no tls-init.
+    return Tls(
+        enabled=True,
+        verify=True,
+        https_only=True,
+        ca_cert=SecretRef(secret_name=s.external.ca_secret[0], secret_key=s.external.ca_secret[1]),
+    )
+
+
+def _acls(s: ConsulSettings) -> Acls:
+    if s.external is None:
+        return Acls(manage_system_acls=True)
+    # Servers whose ACLs are bootstrapped already: server-acl-init creates the components' policies
+    # and tokens with this token instead of bootstrapping (values.yaml global.acls.bootstrapToken).
+    name, key = s.external.token_secret
+    return Acls(manage_system_acls=True, bootstrap_token=SecretRef(secret_name=name, secret_key=key))
+
+
+def _servers(s: ConsulSettings) -> tuple[Server, ExternalServers | None]:
+    if s.external is None:
+        server = Server(
+            replicas=s.server_replicas,
+            disruption_budget=_server_disruption_budget(s.server_replicas),
+            priority_class_name=s.priority_class,
+            # Never on Spot: an interruption takes a server, and its zonal volume, with it.
+            node_selector=_yaml_map(ON_DEMAND_NODES) if s.platform == "eks" else None,
+        )
+        return server, None
+    e = s.external
+    return Server(enabled=False), ExternalServers(
+        enabled=True,
+        hosts=[e.host],
+        https_port=e.https_port,
+        grpc_port=e.grpc_port,
+        tls_server_name=e.tls_server_name,
+        k8s_auth_method_host=e.auth_method_host,
+    )
+
+
+def _dns(s: ConsulSettings) -> Dns:
+    """Consul DNS on its fixed ClusterIP. The chart's `consul-dns` Service selects the pods labelled
+    hasDNS, which only its servers and client agents carry (templates/dns-service.yaml): with external
+    servers it would have no endpoints, so its DNS proxy (a consul-dataplane against the servers)
+    takes the address instead (templates/dns-proxy-service.yaml)."""
+    proxy = Toggle(enabled=True) if s.external is not None else None
+    return Dns(enabled=True, enable_redirection=True, cluster_ip=s.dns_cluster_ip, proxy=proxy)
+
+
+def _terminating_gateways(s: ConsulSettings) -> TerminatingGateways | None:
+    """The chart's terminating gateway, only while destinations need one. Its TerminatingGateway
+    entry then works at all: consul-k8s v2.0.3's controller reads the ConfigMap `helm-values` on every
+    reconcile (controllers/configentries/terminatinggateway_controller.go, Reconcile), which the chart
+    renders only with terminatingGateways.enabled (templates/consul-helm-values-configmap.yaml)."""
+    if s.terminating_gateway is None:
+        return None
+    return TerminatingGateways(enabled=True, gateways=[TerminatingGatewayValues(name=s.terminating_gateway)])
+
+
 def chart_values(s: ConsulSettings) -> ConsulValues:
+    server, external_servers = _servers(s)
     return ConsulValues(
         global_=Global(
             name=FULLNAME,
@@ -338,21 +451,15 @@ def chart_values(s: ConsulSettings) -> ConsulValues:
             image=s.image,
             image_k8s=s.image_k8s,
             image_consul_dataplane=s.image_dataplane,
-            # Upstream's secure defaults: agents get certificates through auto-encrypt, and verify
-            # (verify_incoming, verify_outgoing, verify_server_hostname) on; HTTPS only.
-            tls=Tls(enabled=True, enable_auto_encrypt=True, verify=True, https_only=True),
-            acls=Acls(manage_system_acls=True),
-            gossip_encryption=GossipEncryption(auto_generate=True),
+            tls=_tls(s),
+            acls=_acls(s),
+            # Gossip is between agents; with external servers the chart runs none.
+            gossip_encryption=GossipEncryption(auto_generate=s.external is None),
             metrics=Metrics(enabled=True, enable_agent_metrics=True, enable_gateway_metrics=True),
             peering=Toggle(enabled=s.peering),
         ),
-        server=Server(
-            replicas=s.server_replicas,
-            disruption_budget=_server_disruption_budget(s.server_replicas),
-            priority_class_name=s.priority_class,
-            # Never on Spot: an interruption takes a server, and its zonal volume, with it.
-            node_selector=_yaml_map(ON_DEMAND_NODES) if s.platform == "eks" else None,
-        ),
+        server=server,
+        external_servers=external_servers,
         connect_inject=ConnectInject(
             enabled=True,
             replicas=INJECTOR_REPLICAS,
@@ -389,8 +496,12 @@ def chart_values(s: ConsulSettings) -> ConsulValues:
             # <name>.service.consul until the next write (migration/drain.py sizes preStop from it).
             consul_write_interval=f"{CATALOG_WRITE_INTERVAL_S}s",
         ),
-        dns=Dns(enabled=True, enable_redirection=True, cluster_ip=s.dns_cluster_ip),
-        ui=Ui(enabled=True, service=_ui_service(s), metrics=_ui_metrics(s)),
+        dns=_dns(s),
+        # The UI is served by the servers: with external servers, theirs (the chart renders no UI Service).
+        ui=Ui(enabled=True, service=_ui_service(s), metrics=_ui_metrics(s))
+        if s.external is None
+        else Ui(enabled=False),
         mesh_gateway=_mesh_gateway(s),
         prometheus=Toggle(enabled=s.demo_prometheus),
+        terminating_gateways=_terminating_gateways(s),
     )

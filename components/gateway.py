@@ -124,7 +124,7 @@ class ApiGateway(pulumi.ComponentResource):
         super().__init__("consul-mesh-migration:gateway:ApiGateway", name, None, opts)
         self._name, self._args = name, args
         # The chart installs the CRDs and the controllers acting on them.
-        self._after_consul: list[pulumi.Resource] = [args.consul.release]
+        self._after_consul: list[pulumi.Resource] = list(args.consul.ready)
         self.namespaces = self._namespaces()
         self.gateway = self._gateway()
         self._budget()

@@ -9,7 +9,7 @@ A version being deleted keeps serving for `drain.PRE_STOP_S` (migration/drain.py
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -20,7 +20,15 @@ from migration.fleet import Fleet
 from migration.phases import Phase
 from migration.workloads import Workload, catalog_synced, workloads
 
-from .annotations import CONSUL_DNS, INJECT, OVERWRITE_PROBES, SERVICE_SYNC, SIDECAR_SHUTDOWN_GRACE, TRANSPARENT_PROXY
+from .annotations import (
+    CONSUL_DNS,
+    INJECT,
+    OVERWRITE_PROBES,
+    SERVICE_SYNC,
+    SIDECAR_SHUTDOWN_GRACE,
+    TPROXY_EXCLUDE_OUTBOUND_CIDRS,
+    TRANSPARENT_PROXY,
+)
 from .config_entries import ConfigEntries
 from .target import Gate
 
@@ -28,10 +36,13 @@ HEALTH_PATH = "/health"  # fake-service answers 200 here
 RUN_AS_USER = 1000  # the image has no USER (root); its static binary runs as any user
 
 
-def pod_annotations(w: Workload) -> dict[str, str]:
+def pod_annotations(w: Workload, direct: Sequence[str] = ()) -> dict[str, str]:
+    """`direct`: the CIDRs the pod reaches without its sidecar (migration/outside.py never_through_the_mesh)."""
     if not w.in_mesh:
         return {INJECT: "false"}  # outside the mesh, known to Consul only through catalog sync
     out = {INJECT: "true", TRANSPARENT_PROXY: "true", OVERWRITE_PROBES: "true"}
+    if direct:
+        out[TPROXY_EXCLUDE_OUTBOUND_CIDRS] = ",".join(direct)
     if w.upstream_uris:
         out[CONSUL_DNS] = "true"
     out[SIDECAR_SHUTDOWN_GRACE] = str(drain.TERMINATION_GRACE_S)
@@ -56,6 +67,7 @@ class DemoServicesArgs:
     image: str
     namespaces: Mapping[str, k8s.core.v1.Namespace]  # by name; must hold every service's namespace
     config: ConfigEntries  # the config entries each mesh version waits for
+    direct: Sequence[str] = ()  # CIDRs meshed pods reach without their sidecar (never_through_the_mesh)
 
 
 def _security_context() -> k8s.core.v1.SecurityContextArgs:
@@ -75,7 +87,7 @@ def _pod_security_context() -> k8s.core.v1.PodSecurityContextArgs:
     )
 
 
-def deployment_spec(w: Workload, image: str) -> k8s.apps.v1.DeploymentSpecArgs:
+def deployment_spec(w: Workload, image: str, direct: Sequence[str] = ()) -> k8s.apps.v1.DeploymentSpecArgs:
     labels = {"app": w.service.name, "version": w.version}
     port = w.service.port
     container = k8s.core.v1.ContainerArgs(
@@ -108,7 +120,7 @@ def deployment_spec(w: Workload, image: str) -> k8s.apps.v1.DeploymentSpecArgs:
             rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
         ),
         template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations(w)),
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations(w, direct)),
             spec=k8s.core.v1.PodSpecArgs(
                 service_account_name=w.service.name,  # Consul's ACL login maps it to the service identity
                 # The sidecar logs in to Consul with the token; outside the mesh nothing needs it.
@@ -176,7 +188,7 @@ class DemoServices(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=w.name, namespace=s.namespace, labels={"app": s.name, "version": w.version}
                 ),
-                spec=deployment_spec(w, args.image),
+                spec=deployment_spec(w, args.image, args.direct),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=gate.verdict(*needs)),
             )
         self.register_outputs({})

@@ -32,6 +32,7 @@ class ClusterTarget:
     # the default StorageClass Consul's servers need. Empty on an existing cluster.
     ready: list[pulumi.Resource] = field(default_factory=list)
     cluster_name: pulumi.Output[str] | None = None
+    api_server: pulumi.Output[str] | None = None  # the API server's URL as the kubeconfig has it (eks)
 
     def providers(self) -> pulumi.ResourceOptions:
         """The options a component on this cluster is created with: its children inherit the provider."""

@@ -87,6 +87,20 @@ def intentions(fleet: Fleet) -> dict[str, tuple[Intention, ...]]:
     return out
 
 
+# A destination's protocol for its callers' sidecars: they pass its bytes on as they are, so a TLS
+# connection to an HTTPS API stays the app's own, end to end.
+DESTINATION_PROTOCOL = "tcp"
+
+
+def destination_intentions(fleet: Fleet) -> dict[str, tuple[Intention, ...]]:
+    """Per destination outside the mesh, an allow intention from each mesh service that calls it: the
+    terminating gateway lets a caller through to a linked service only by intention."""
+    return {
+        name: tuple(Intention(source=c, description=f"{c} calls {name}, outside the mesh") for c in callers)
+        for name, (_, callers) in fleet.destinations().items()
+    }
+
+
 def mesh(step: Step) -> MeshEntry:
     closed = mesh_closed(step.target)
     return MeshEntry(allow_enabling_permissive_mutual_tls=not closed, mesh_destinations_only=closed)

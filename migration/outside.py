@@ -24,6 +24,7 @@ takes part in the call graph:
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,3 +82,24 @@ class Destination:
         if dns == "virtual":
             return f"{self.name}.virtual.consul:{self.port}"
         return f"{self.host or f'{self.name}.service.consul'}:{self.port}"
+
+
+# What every pod reaches that the mesh never serves. consul-k8s v2.0.3 redirects every outbound TCP
+# connection of an injected pod's app to Envoy's outbound listener (connect-inject/webhook/
+# redirect_traffic.go iptablesConfigJSON; consul/sdk iptables.Setup: only the sidecar's UID 5995, the
+# init containers' 5996, 127.0.0.1 and the ports, CIDRs and UIDs its annotations name are left out;
+# UDP is never redirected, so DNS over UDP is untouched). What Envoy does not know goes through its
+# catch-all `original-destination` chain, which closing the Mesh removes: these would then be cut.
+# IRSA's STS call is not here: it goes to an AWS endpoint by name, a destination like any other.
+LINK_LOCAL = {
+    "169.254.169.254/32": "the EC2 instance metadata service (IMDS)",
+    "169.254.170.23/32": "the EKS Pod Identity agent",
+}
+
+
+def never_through_the_mesh(service_cidr: str) -> tuple[str, ...]:
+    """The CIDRs a meshed pod keeps reaching directly (the pod annotation
+    consul.hashicorp.com/transparent-proxy-exclude-outbound-cidrs): the Kubernetes API, whose Service
+    `kubernetes` takes the first address of the Service CIDR, and the node's link-local services."""
+    api = ipaddress.ip_network(service_cidr)[1]
+    return (f"{api}/32", *LINK_LOCAL)

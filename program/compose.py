@@ -5,6 +5,7 @@ Order matters and is expressed in the graph: platform -> Consul -> gateway -> mi
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -16,7 +17,7 @@ from components.checks import MeshChecks, MeshChecksArgs
 from components.cluster import EksCluster, EksClusterArgs, eks_cluster_name
 from components.config_entries import ConfigEntries, ConfigEntriesArgs
 from components.consul import Consul, ConsulArgs
-from components.consul_values import ConsulSettings
+from components.consul_values import TERMINATING_GATEWAY, ConsulSettings, ExternalSettings
 from components.dns import ConsulDnsArgs, ConsulDnsForwarding
 from components.gateway import ApiGateway, ApiGatewayArgs
 from components.iam import Iam
@@ -25,6 +26,7 @@ from components.network import Network, NetworkArgs
 from components.services import DemoServices, DemoServicesArgs
 from components.target import ClusterTarget, ExistingCluster, ExistingClusterArgs, Gate
 from meshcheck.expectation import Settings
+from migration.outside import never_through_the_mesh
 from migration.step import Step, dialed_directly
 
 from .config import PROJECT, ConfigError, StackConfig
@@ -133,14 +135,23 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any], pinned: pulumi.Output[dict[s
         provider=cluster.provider,
         ready=[controller.release, cluster.default_storage_class],
         cluster_name=cluster.cluster_name,
+        # Not a secret: the endpoint's URL, which servers outside the cluster validate tokens at.
+        api_server=pulumi.Output.unsecret(cluster.kubeconfig.apply(_server_of)),
     )
+
+
+def _server_of(kubeconfig: str | dict[str, Any]) -> str:
+    doc = json.loads(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
+    return str(doc["clusters"][0]["cluster"]["server"])
 
 
 def _consul(
     cfg: StackConfig, target: ClusterTarget, outputs: dict[str, Any], pinned: pulumi.Output[dict[str, str]]
 ) -> Consul:
-    """Consul's Helm release and `.consul` DNS forwarding (issue 4)."""
+    """Consul (issue 4; issue 20: in the mode config says) and `.consul` DNS forwarding."""
     v, c = cfg.versions, cfg.consul
+    fleet = cfg.fleet()
+    needs_gateway = bool(fleet.destinations())
     consul = Consul(
         "consul",
         ConsulArgs(
@@ -160,18 +171,41 @@ def _consul(
                 mesh_gateways=c.mesh_gateways,
                 peering=c.peering,
                 demo_prometheus=c.demo_prometheus,
+                external=_external(cfg),
+                terminating_gateway=TERMINATING_GATEWAY if needs_gateway and c.mode != "existing" else None,
             ),
+            mode=c.mode,
+            release_name=c.existing.release if c.existing else "consul",
+            namespace=c.namespace,
+            auth_method_host=target.api_server if c.external and not c.external.k8s_auth_method_host else None,
+            existing_gateway=c.existing.terminating_gateway if c.existing and needs_gateway else None,
         ),
         opts=target.providers(),
     )
-    ConsulDnsForwarding(
-        "consul-dns",
-        ConsulDnsArgs(target=target, consul_dns_ip=str(c.dns_cluster_ip), coredns_addon_version=v.coredns_addon),
-        opts=target.providers(),
-    )
+    if c.mode != "existing":  # an existing release's cluster resolves `.consul` its own way already
+        ConsulDnsForwarding(
+            "consul-dns",
+            ConsulDnsArgs(target=target, consul_dns_ip=str(c.dns_cluster_ip), coredns_addon_version=v.coredns_addon),
+            opts=target.providers(),
+        )
     outputs["consulUi"] = consul.ui
     outputs["bootstrapTokenSecret"] = consul.bootstrap_token_secret
     return consul
+
+
+def _external(cfg: StackConfig) -> ExternalSettings | None:
+    e = cfg.consul.external
+    if e is None:
+        return None
+    return ExternalSettings(
+        host=e.hosts[0],
+        https_port=e.https_port,
+        grpc_port=e.grpc_port,
+        tls_server_name=e.tls_server_name,
+        ca_secret=(e.ca_cert.secret_name, e.ca_cert.secret_key),
+        token_secret=(e.bootstrap_token.secret_name, e.bootstrap_token.secret_key),
+        auth_method_host=e.k8s_auth_method_host,
+    )
 
 
 def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Consul, outputs: dict[str, Any]) -> ApiGateway:
@@ -221,7 +255,7 @@ def _migration(
     # A refused step fails `gate`, so no migration object is registered and none changes. The
     # platform's readiness (the LB controller, which must outlive the Services on destroy) and the
     # Consul release (CRDs, injector, controllers) come first too.
-    first = Gate(step, [*target.ready, consul.release])
+    first = Gate(step, [*target.ready, *consul.ready])
     checks = None
     if cfg.verify.enabled:
         checks = MeshChecks(
@@ -245,6 +279,7 @@ def _migration(
             gate=first.then(checks.precheck) if checks else first,
             global_namespace=consul.namespace,
             namespaces=namespaces,
+            terminating_gateway=consul.terminating_gateway,
         ),
         opts=children,
     )
@@ -259,6 +294,7 @@ def _migration(
                 image=cfg.versions.fake_service_image,
                 namespaces=namespaces,
                 config=config,
+                direct=never_through_the_mesh(str(cfg.cluster.service_cidr)),
             ),
             opts=children,
         )
@@ -278,6 +314,8 @@ def _migration(
         config.proxy_defaults,
         *config.intentions.values(),
         *config.service_defaults.values(),
+        *(o for objects in config.destinations.values() for o in objects),
+        *([config.terminating_gateway] if config.terminating_gateway is not None else []),
     ]
     # The step counts only once it has proven itself on the cluster, through the gateway too.
     return [checks.postcheck([*applied, *gateway.objects])] if checks else applied

@@ -312,7 +312,104 @@ class UiConfig(_Model):
         return self
 
 
+# A Kubernetes Secret's name (a DNS subdomain) and a key in its data.
+SecretName = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        max_length=253,
+        description="a Kubernetes Secret name: lowercase letters, digits, '-' and '.'",
+    ),
+]
+SecretKey = Annotated[
+    str,
+    Field(
+        pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="a Secret data key: letters, digits, '-', '_', '.'"
+    ),
+]
+# What the chart's externalServers.hosts takes: an IP, a DNS name, or a go-netaddrs `exec=` command.
+ServerHost = Annotated[
+    str,
+    Field(
+        pattern=r"^(exec=.+|[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*|[0-9a-fA-F:]+)$",
+        description="an IP, a DNS name or an exec= command (go-netaddrs), without a port",
+    ),
+]
+HttpsUrl = Annotated[
+    str, Field(pattern=r"^https://[^/\s]+(:\d+)?/?$", description="an https:// URL such as https://203.0.113.10:6443")
+]
+
+
+class SecretRef(_Model):
+    """A Kubernetes Secret in Consul's namespace and its key: the chart reads the value, never the config."""
+
+    secret_name: SecretName
+    secret_key: SecretKey
+
+
+class ExternalServersConfig(_Model):
+    """consul.mode external: the servers the Kubernetes side joins (the chart's externalServers).
+
+    The CA and the bootstrap token come from Secrets that must exist in Consul's namespace before the
+    first `up`: the chart runs no tls-init without its own servers, and server-acl-init needs a token
+    with acl:write for servers whose ACLs are bootstrapped already (consul-k8s v2.0.3
+    server-acl-init-job.yaml; subcommand/server-acl-init/command.go).
+    """
+
+    hosts: list[ServerHost] = Field(min_length=1, max_length=1)  # the chart takes one (values.yaml)
+    https_port: int = Field(default=8501, ge=1, le=65535)
+    grpc_port: int = Field(default=8502, ge=1, le=65535)
+    tls_server_name: str | None = None
+    ca_cert: SecretRef
+    bootstrap_token: SecretRef
+    # Where the servers validate the Kubernetes tokens of consul login (the auth method's Host): by
+    # default https://kubernetes.default.svc, which servers outside the cluster cannot resolve
+    # (server-acl-init/connect_inject.go, defaultKubernetesHost). On eks: the cluster's endpoint.
+    k8s_auth_method_host: HttpsUrl | None = Field(default=None, alias="k8sAuthMethodHost")
+
+    @model_validator(mode="after")
+    def _server_name_for_an_address(self) -> ExternalServersConfig:
+        host = self.hosts[0]
+        by_address = host.startswith("exec=") or _is_ip(host)
+        if by_address and not self.tls_server_name:
+            raise ValueError(
+                f"consul.external.hosts {host!r} is not a DNS name, so the servers' certificate cannot be checked "
+                "against it: set consul.external.tlsServerName (such as server.dc1.consul)"
+            )
+        return self
+
+
+class ExistingConsulConfig(_Model):
+    """consul.mode existing: the consul-k8s release already in the cluster, which the program leaves alone."""
+
+    release: DnsLabel
+    namespace: DnsLabel
+    # The release's terminating gateway (terminatingGateways.gateways[].name in its values), which the
+    # destinations are linked to; the program checks at preview that the release runs it.
+    terminating_gateway: DnsLabel = "terminating-gateway"
+
+
+ConsulMode = Literal["install", "external", "existing"]
+# What each mode leaves to the Consul the program does not install.
+_INSTALL_ONLY = {
+    "server_replicas": "the servers are not the program's",
+    "ui": "the UI is the servers' own",
+    "demo_prometheus": "the UI is the servers' own",
+}
+_EXISTING_NOT = {
+    **_INSTALL_ONLY,
+    "dns_cluster_ip": "its DNS is the release's own (the program leaves CoreDNS alone)",
+    "mesh_gateways": "the release's own chart values decide it",
+    "peering": "the release's own chart values decide it",
+}
+
+
 class ConsulConfig(_Model):
+    """Which Consul the migration runs on: one the program installs (`install`), the Kubernetes side
+    of servers that exist already (`external`), or a consul-k8s release already in the cluster
+    (`existing`). docs/concepts/consul-modes.md says what the program owns in each."""
+
+    mode: ConsulMode = "install"
     datacenter: DnsLabel = "dc1"
     server_replicas: int = Field(default=1, ge=1, le=7)
     dns_cluster_ip: ipaddress.IPv4Address = ipaddress.IPv4Address("172.20.0.53")
@@ -320,6 +417,32 @@ class ConsulConfig(_Model):
     mesh_gateways: bool = False
     peering: bool = False
     demo_prometheus: bool = False
+    external: ExternalServersConfig | None = None
+    existing: ExistingConsulConfig | None = None
+
+    @model_validator(mode="after")
+    def _what_the_mode_needs(self) -> ConsulConfig:
+        if self.mode == "external" and self.external is None:
+            raise ValueError(
+                "consul.mode external needs consul.external: hosts, caCert and bootstrapToken "
+                "({secretName, secretKey} of Secrets in Consul's namespace)"
+            )
+        if self.mode == "existing" and self.existing is None:
+            raise ValueError("consul.mode existing needs consul.existing: the release and namespace of consul-k8s")
+        for section in ("external", "existing"):
+            if getattr(self, section) is not None and self.mode != section:
+                raise ValueError(f"consul.{section} is for consul.mode {section}; consul.mode is {self.mode}")
+        refused = {"external": _INSTALL_ONLY, "existing": _EXISTING_NOT}.get(self.mode, {})
+        given = [k for k in refused if k in self.model_fields_set]
+        if given:
+            key = to_camel(given[0])
+            raise ValueError(f"consul.{key} is not for consul.mode {self.mode}: {refused[given[0]]}")
+        return self
+
+    @property
+    def namespace(self) -> str:
+        """Consul's Kubernetes namespace: the program's `consul`, or the existing release's."""
+        return self.existing.namespace if self.existing else "consul"
 
     @field_validator("server_replicas")
     @classmethod
@@ -387,6 +510,29 @@ class UpstreamConfig(_Model):
         return v
 
 
+# A host outside the cluster: a DNS name or an IP address, without a port.
+DestinationHost = Annotated[
+    str,
+    Field(
+        pattern=r"^([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*|[0-9a-fA-F:.]+)$",
+        max_length=253,
+        description="a DNS name or an IP address, without a port",
+    ),
+]
+
+
+class DestinationConfig(_Model):
+    """Something outside the mesh that a service calls (migration/outside.py): the program registers it
+    in Consul as `name`, links it to a terminating gateway and allows the callers."""
+
+    name: DnsLabel
+    host: DestinationHost
+    port: int = Field(ge=1, le=65535)
+
+    def model(self) -> Destination:
+        return Destination(self.name, self.port, self.host)
+
+
 class ServiceConfig(_Model):
     """One service. Without `workload`, a demo service (fake-service Deployments the program creates in a
     namespace of its own); with it, the team's own workload in an existing namespace. `migrates`: starts
@@ -410,6 +556,7 @@ class ServiceConfig(_Model):
     replicas: int = Field(default=1, ge=1, le=10)
     phase: Phase | None = None
     sidecar: bool | None = None  # outside only: calls through a sidecar of its own (None: no)
+    destinations: list[DestinationConfig] | None = None  # hosts outside the mesh it calls
 
     @field_validator("port")
     @classmethod
@@ -522,7 +669,10 @@ class ServiceConfig(_Model):
         """The service of the mesh; an upstream outside the mesh is one of its destinations."""
         names = [u if isinstance(u, str) else u.name for u in self.upstreams]
         upstreams = tuple(u for u in names if u not in outside)
-        destinations = tuple(Destination(u, outside[u].port or 0) for u in names if u in outside)
+        destinations = (
+            *(d.model() for d in self.destinations or []),
+            *(Destination(u, outside[u].port or 0) for u in names if u in outside),
+        )
         addresses = tuple(
             AddressVariable(u.name, u.env, u.value) for u in self.upstreams if isinstance(u, UpstreamConfig)
         )
@@ -708,19 +858,11 @@ class StackConfig(_Model):
             check_step(fleet, Step(target=self.target()))
         except FleetError as e:
             raise ConfigError(self.describe(e, by_phase=True)) from None
-        if self.consul.dns_cluster_ip not in self.cluster.service_cidr:
-            raise ValueError(
-                f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is outside "
-                f"cluster.serviceCidr {self.cluster.service_cidr}"
-            )
-        cidr = self.cluster.service_cidr
-        taken = _taken_cluster_ip(self.consul.dns_cluster_ip, cidr)
-        if taken:
-            raise ValueError(
-                f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is {taken} in cluster.serviceCidr {cidr}; "
-                f"allowed: another free address in it, such as {cidr[53]}"
-            )
-        if self.platform == "kubernetes" and self.consul.server_replicas > self.cluster.node_count:
+        self._consul_fits_the_platform()
+        if self.consul.mode != "existing":
+            self._dns_ip_is_free()
+        installs = self.consul.mode == "install"  # only then are the servers the chart's, one per node
+        if installs and self.platform == "kubernetes" and self.consul.server_replicas > self.cluster.node_count:
             # The chart's server affinity is a required anti-affinity per node: extra servers never schedule.
             raise ValueError(
                 f"consul.serverReplicas {self.consul.server_replicas} needs as many nodes (one server per node); "
@@ -756,7 +898,11 @@ class StackConfig(_Model):
             unreachable = self._ci_unreachable()
             if unreachable:
                 raise ValueError(unreachable)
-            if self.cluster.capacity_type == "ON_DEMAND" and self.consul.server_replicas > self.cluster.desired_size:
+            if (
+                installs
+                and self.cluster.capacity_type == "ON_DEMAND"
+                and self.consul.server_replicas > self.cluster.desired_size
+            ):
                 # With SPOT the servers get an on-demand node group of their own, one node per server.
                 raise ValueError(
                     f"consul.serverReplicas {self.consul.server_replicas} needs as many nodes (one server per "
@@ -788,6 +934,32 @@ class StackConfig(_Model):
                 f"{', '.join(map(str, allowed))}: add it there, or CI cannot reach the EKS API"
             )
         return None
+
+    def _dns_ip_is_free(self) -> None:
+        cidr = self.cluster.service_cidr
+        if self.consul.dns_cluster_ip not in cidr:
+            raise ValueError(f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is outside cluster.serviceCidr {cidr}")
+        taken = _taken_cluster_ip(self.consul.dns_cluster_ip, cidr)
+        if taken:
+            raise ValueError(
+                f"consul.dnsClusterIp {self.consul.dns_cluster_ip} is {taken} in cluster.serviceCidr {cidr}; "
+                f"allowed: another free address in it, such as {cidr[53]}"
+            )
+
+    def _consul_fits_the_platform(self) -> None:
+        c = self.consul
+        if c.mode == "existing" and self.platform == "eks":
+            raise ValueError(
+                "consul.mode existing is for platform kubernetes: on eks this program creates the cluster, so no "
+                "consul-k8s can already run in it; use consul.mode external to join servers that exist"
+            )
+        if c.external is not None and self.platform == "kubernetes" and c.external.k8s_auth_method_host is None:
+            raise ValueError(
+                "consul.external.k8sAuthMethodHost is needed on platform kubernetes: the servers validate the "
+                "cluster's service account tokens there, and outside the cluster they cannot resolve "
+                "kubernetes.default.svc; give the API server's address as the servers reach it "
+                "(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+            )
 
     def service(self, name: str) -> ServiceConfig:
         return next(s for s in self.services if s.name == name)
@@ -887,26 +1059,32 @@ class StackConfig(_Model):
 
 
 def _calls_outside(services: list[ServiceConfig]) -> None:
-    """A call from the mesh to a service outside it is a destination (migration/outside.py), which
-    stays reachable once the Mesh closes only through a terminating gateway; this version builds none,
-    so such a call is refused rather than cut off at hardened."""
+    """A call from the mesh to a service outside it is a destination (migration/outside.py): it needs
+    the port the service is called on, and a Job is never called."""
     outside = {s.name: s for s in services if s.outside}
-    problems = [
-        Problem(
-            s.name,
-            f"{up!r} is a job outside the mesh: nothing calls a Job; drop the upstream"
-            if outside[up].outside == "job"
-            else f"{s.name!r} calls {up!r}, which is outside the mesh: that call would need a terminating gateway "
-            "once the Mesh closes, which this version does not build; drop the upstream",
-            "upstreams",
-        )
-        for s in services
-        if not s.outside
-        for up in s.upstreams_names
-        if up in outside
-    ]
+    problems = []
+    for s in services:
+        for up in s.upstreams_names if not s.outside else ():
+            o = outside.get(up)
+            if o is None:
+                continue
+            if o.outside == "job":
+                text = f"{up!r} is a job outside the mesh: nothing calls a Job; drop the upstream"
+            elif "port" not in o.model_fields_set:
+                text = f"{s.name!r} calls {up!r}, which is outside the mesh: give {up!r} the port it is called on"
+            else:
+                continue
+            problems.append(Problem(s.name, text, "upstreams"))
     if problems:
         raise FleetError(problems)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _taken_cluster_ip(ip: ipaddress.IPv4Address, cidr: Cidr) -> str | None:

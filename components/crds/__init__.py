@@ -53,7 +53,7 @@ def custom_resource(
     *,
     kind: type[CrdSpec] | None = None,
     name: str,
-    namespace: pulumi.Input[str],
+    namespace: pulumi.Input[str] | None,  # None: a cluster-scoped kind
     parent: pulumi.Resource,  # its Kubernetes provider is the object's, through the parent's `providers`
     depends_on: pulumi.Input[Sequence[pulumi.Input[pulumi.Resource]]] | None = None,
     labels: Mapping[str, str] | None = None,

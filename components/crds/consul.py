@@ -126,3 +126,59 @@ class RouteTimeoutFilter(Spec):
 
     request_timeout: Duration | None = None
     idle_timeout: Duration | None = None
+
+
+# --- TerminatingGateway (a config entry) ---------------------------------------------------------
+
+
+class LinkedService(_Model):
+    name: Name  # a service in Consul's catalog the gateway serves
+
+
+class TerminatingGateway(Spec):
+    """The services a terminating gateway serves. Its name is the gateway's Consul service name
+    (api/v1alpha1/terminatinggateway_types.go ConsulName). The controller of consul-k8s v2.0.3
+    (controllers/configentries/terminatinggateway_controller.go) also writes, with ACLs managed, the
+    policy `<ns>-<service>-write-policy` (service "<service>" write, intention read) per linked service
+    onto the gateway's role, and sets Synced once the entry is in Consul; `spec.deployment` stays
+    unset: the chart runs the gateway (terminatingGateways)."""
+
+    KIND: ClassVar[str] = "TerminatingGateway"
+
+    services: list[LinkedService] = Field(min_length=1)
+
+
+# --- Registration (a catalog registration, cluster-scoped) ---------------------------------------
+
+
+class RegistrationWeights(_Model):
+    passing: int = Field(ge=1)
+    warning: int = Field(ge=1)
+
+
+class RegistrationService(_Model):
+    name: Name
+    port: int = Field(ge=1, le=65535)
+    address: str
+    # A value field in consul-k8s (registration_types.go Service.Weights): left out it would reach
+    # Consul as {0, 0}; Consul's own default for a service is 1/1.
+    weights: RegistrationWeights = Field(default_factory=lambda: RegistrationWeights(passing=1, warning=1))
+
+
+class Registration(Spec):
+    """A service outside Kubernetes, written into Consul's catalog by consul-k8s v2.0.3
+    (catalog/registration/registrations_controller.go Reconcile -> cache.go registerService ->
+    Catalog().Register of ToCatalogRegistration: the node, its address and the service; Synced once
+    written, deregistered on delete). Cluster-scoped (`+kubebuilder:resource:scope=Cluster`).
+
+    No `check`: nothing runs a catalog check (only consul-esm does, for nodes it probes), so it would
+    only state a fixed status; and copyHealthCheck parses an empty timeout or deregister duration as
+    an error, which the webhook does not refuse. A service with no check is passing in Consul."""
+
+    KIND: ClassVar[str] = "Registration"
+    CLUSTER_SCOPED: ClassVar[bool] = True
+
+    node: str = Field(min_length=1)  # required by the webhook (registration_webhook.go validateRequiredFields)
+    address: str = Field(min_length=1)
+    node_meta: dict[str, str] | None = None
+    service: RegistrationService

@@ -106,7 +106,7 @@ def test_callers_outside_the_mesh_are_drafted_or_listed(drafted):
     # A CronJob's pod is named after the CronJob (its Job's owner), in its own namespace.
     assert services["report-0"] == {"name": "report-0", "outside": "job", "namespace": "team-0", "upstreams": ["b0"]}
     assert "192.168.40.7 -> b3: 3 plain-text connection(s)" in text
-    assert "calls outside the mesh: 203.0.113.10:443" in text
+    assert services["f0"]["destinations"] == [{"name": "ext-203-0-113-10-443", "host": "203.0.113.10", "port": 443}]
     assert "left out: Deployment team-1/orphan: no Service selects its pods" in text
     assert "left out: Deployment team-2/twice: Services twice, twice-alt all select its pods" in text
 

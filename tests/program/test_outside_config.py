@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from migration.outside import Outside
+from migration.outside import Destination, Outside
 from migration.phases import Phase
 from program.config import ConfigError, parse_config
 
@@ -70,13 +70,16 @@ def test_keys_an_outside_service_cannot_have_are_refused(entry, words):
         assert word in str(e.value)
 
 
-def test_a_call_from_the_mesh_to_an_outside_service_is_refused_until_a_gateway_can_keep_it():
-    with pytest.raises(ConfigError, match=r"services\[0\].upstreams: 'api' calls 'ledger', which is outside the mesh"):
-        config(
-            [{**SERVICES[0], "upstreams": ["ledger"]}, SERVICES[1], {"name": "ledger", "outside": "vm", "port": 5432}]
-        )
+def test_a_call_to_an_outside_service_needs_its_port_and_never_goes_to_a_job():
+    ledger = {"name": "ledger", "outside": "vm"}
+    with pytest.raises(
+        ConfigError, match=r"services\[0\].upstreams: 'api' calls 'ledger', which is outside the mesh: give"
+    ):
+        config([{**SERVICES[0], "upstreams": ["ledger"]}, SERVICES[1], ledger])
     with pytest.raises(ConfigError, match="'nightly-report' is a job outside the mesh: nothing calls a Job"):
         config([{**SERVICES[0], "upstreams": ["nightly-report"]}, *SERVICES[1:4]])
+    fleet = config([{**SERVICES[0], "upstreams": ["ledger"]}, SERVICES[1], {**ledger, "port": 5432}]).fleet()
+    assert fleet.service("api").destinations == (Destination("ledger", 5432),)  # its agent registers it
 
 
 def test_the_plan_says_where_the_migration_stops_and_what_would_unblock_it(program):
