@@ -56,6 +56,8 @@ DEFAULT_TTL = "8h"
 PR_TTL = "24h"  # a pull request's demo lives this long after its last push
 SPOT = "SPOT"  # cluster.capacityType of a demo's EKS nodes unless --on-demand
 TEMPLATES = ("dev", "local")  # the stack files a demo copies its config from
+COPIED_NOT = ("access", "adminRoleArns")  # the like stack's principals; see demo_config
+BOUNDARY_VARIABLE = "DEMO_PERMISSIONS_BOUNDARY_ARN"
 
 
 class DemoError(Exception):
@@ -174,15 +176,26 @@ def demo_config(
     root: Path = ROOT,
     *,
     on_demand: bool = False,
+    boundary: str | None = None,
 ) -> list[tuple[str, str, bool]]:
     """The config of a new demo: the `like` stack's file, at `phase`, unprotected so destroy can finish.
 
     A demo like `dev` runs its nodes on spot capacity, at a fraction of the on-demand price, unless
     `on_demand`: a demo lives for hours and can take the loss of a node.
+
+    The `like` stack's cluster access (its CI roles) is not copied: whoever creates the demo (the
+    demo role in CI) is its cluster admin through EKS's creator entry, which the program keeps when
+    `cluster.access` is empty; with the dev stack's list, the demo role would be locked out of its
+    own cluster. `boundary` (DEMO_PERMISSIONS_BOUNDARY_ARN) goes to cluster.permissionsBoundaryArn:
+    the demo role may create only roles with that boundary (docs/reference/security.md).
     """
     config = _like_config(like, root)
     config[f"{PROJECT}:phase"] = phase.value
     cluster = dict(config.get(f"{PROJECT}:cluster") or {})
+    for key in COPIED_NOT:
+        cluster.pop(key, None)
+    if boundary:
+        cluster["permissionsBoundaryArn"] = boundary
     cluster["protect"] = False  # a demo is meant to be destroyed; protect guards long-lived stacks
     if like == "dev" and not on_demand:
         cluster["capacityType"] = SPOT
@@ -235,6 +248,7 @@ class Demos:
     root: Path = ROOT  # where the stack files a demo copies are
     # The policy pack every demo up runs; in CI the base branch's (demo.yml), never the pull request's.
     policy_pack: Path = ROOT / "policy"
+    permissions_boundary: str | None = None  # cluster.permissionsBoundaryArn of every demo (see demo_config)
 
     def resolve(self, name: str | None) -> str:
         return demo_stack_name(name if name else self.branch())
@@ -264,7 +278,9 @@ class Demos:
         stack_name = self.resolve(name)
         if stack_name in self.names():
             raise DemoError(f"{stack_name} exists already: `advance` it, or `destroy` it first")
-        config = demo_config(like, phase, region, context, self.root, on_demand=on_demand)
+        config = demo_config(
+            like, phase, region, context, self.root, on_demand=on_demand, boundary=self.permissions_boundary
+        )
         stack = self.open_stack(stack_name, True)
         # Tags first: a demo whose first `up` fails still expires and is reaped.
         created = self.now()
@@ -305,7 +321,10 @@ class Demos:
         expires = self.now() + ttl
         stack.set_tag(TAG_EXPIRES, _stamp(expires))
         self.say(f"{stack_name}: the pull request's program at phase {phase.value}, expires {_stamp(expires)}")
-        return self._up(stack, demo_config(like, phase, region, root=self.root, on_demand=on_demand))
+        config = demo_config(
+            like, phase, region, root=self.root, on_demand=on_demand, boundary=self.permissions_boundary
+        )
+        return self._up(stack, config)
 
     def pr_down(self, number: int) -> None:
         """Destroy the demo of pull request `number`; none is no error (the label may come off twice)."""
@@ -431,7 +450,7 @@ def local_demos(root: Path = ROOT, env: Mapping[str, str] = os.environ) -> Demos
     def open_stack(name: str, create: bool) -> DemoStack:
         return auto.Stack.create(name, workspace) if create else auto.Stack.select(name, workspace)
 
-    return Demos(workspace=workspace, open_stack=open_stack)
+    return Demos(workspace=workspace, open_stack=open_stack, permissions_boundary=env.get(BOUNDARY_VARIABLE) or None)
 
 
 def main(argv: Sequence[str] | None = None, demos: Callable[[], Demos] = local_demos) -> int:

@@ -229,6 +229,48 @@ def test_create_records_the_ttl_configures_and_brings_the_stack_up(demos, ws, sa
     assert any("curl -s http://gw.example/" in line for line in said)
 
 
+def test_a_demo_does_not_copy_the_dev_stacks_principals_and_carries_the_demo_boundary(ws, tmp_path):
+    """Without it a demo copies dev's cluster.access (its CI roles), so EKS gives the demo's creator,
+    the demo role, no entry (platform: a cluster with access set has no creator entry) and the demo
+    cannot reach its own cluster; and the demo role, whose policy creates only roles with the demo
+    boundary (docs/reference/security.md), could not create the demo's roles at all."""
+    text = (demo.ROOT / "Pulumi.dev.yaml").read_text()
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        text.replace(
+            "config:\n",
+            "config:\n  consul-mesh-migration:cluster:\n    access:\n"
+            "      - principalArn: arn:aws:iam::123456789012:role/cmm-dev-deploy\n        level: deploy\n"
+            "    adminRoleArns: [arn:aws:iam::123456789012:role/admins]\n",
+            1,
+        )
+    )
+    boundary = "arn:aws:iam::123456789012:policy/demo-boundary"
+    d = Demos(
+        workspace=ws,
+        open_stack=ws.open_stack,
+        now=lambda: NOW,
+        say=lambda _: None,
+        root=tmp_path,
+        permissions_boundary=boundary,
+    )
+    d.create("alice", like="dev")
+    config = ws.stacks["demo-alice"].config
+    assert not [k for k in config if ".access" in k or "adminRoleArns" in k]
+    assert config[f"{PROJECT}:cluster.permissionsBoundaryArn"] == (boundary, True)
+
+
+def test_the_demo_boundary_comes_from_the_environment_demo_yml_sets(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "open_workspace", lambda root, env: object())
+    env = {"PULUMI_BACKEND_URL": "s3://demos/state", "PULUMI_CONFIG_PASSPHRASE": "x"}
+    boundary = "arn:aws:iam::123456789012:policy/demo-boundary"
+    assert (
+        demo.local_demos(tmp_path, {**env, "DEMO_PERMISSIONS_BOUNDARY_ARN": boundary}).permissions_boundary == boundary
+    )
+    assert demo.local_demos(tmp_path, env).permissions_boundary is None
+    up = (demo.ROOT / ".github" / "workflows" / "demo.yml").read_text()
+    assert "DEMO_PERMISSIONS_BOUNDARY_ARN: ${{ vars.DEMO_PERMISSIONS_BOUNDARY_ARN }}" in up
+
+
 def test_create_like_local_targets_the_kind_cluster(demos, ws):
     demos.create("bob", like="local", context="kind-demo")
     config = ws.stacks["demo-bob"].config
