@@ -186,6 +186,27 @@ def stateful_set_spec(p: model.Patch) -> k8s.apps.v1.StatefulSetSpecPatchArgs:
     return k8s.apps.v1.StatefulSetSpecPatchArgs(template=_template(p))
 
 
+class _Opaque:
+    """A value Output.all passes through whole: it deep-unwraps dicts and lists, which for a live
+    object (its spec, its managedFields) costs more than all the rest of the program."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _shallow_all(*outputs: pulumi.Output[Any]) -> pulumi.Output[_Opaque]:
+    """Output.all of `outputs`, their values kept whole (`.value`: the list of them)."""
+    wrapped = [o.apply(_Opaque) for o in outputs]
+    return pulumi.Output.all(*wrapped).apply(lambda values: _Opaque([v.value for v in values]))
+
+
+def _live_of(kind: str, wmeta: Any, wspec: Any, smeta: Any, sspec: Any, nmeta: Any) -> model.Live | None:
+    workload = read_workload(kind, wmeta, wspec)
+    if workload is None:
+        return None
+    return model.Live(workload, read_service(smeta, sspec), read_namespace(nmeta))
+
+
 @dataclass
 class AdoptedWorkloadsArgs:
     fleet: Fleet
@@ -244,24 +265,17 @@ class AdoptedWorkloads(pulumi.ComponentResource):
 
     def _live(self) -> pulumi.Output[dict[str, model.Live]]:
         """Each adopted service's live objects as the model's data (absent when nothing was read)."""
-        names = list(self._reads)
-        parts = [
-            pulumi.Output.all(
+        self._live_of: dict[str, pulumi.Output[model.Live | None]] = {}
+        for name, r in self._reads.items():
+            kind = r.service.workload.kind if r.service.workload else "Deployment"
+            parts = _shallow_all(
                 r.workload.metadata, r.workload.spec, r.k8s_service.metadata, r.k8s_service.spec, r.namespace.metadata
             )
-            for r in self._reads.values()
-        ]
-
-        def build(values: list[list[Any]]) -> dict[str, model.Live]:
-            out = {}
-            for n, (wmeta, wspec, smeta, sspec, nmeta) in zip(names, values, strict=True):
-                kind = self._reads[n].service.workload
-                workload = read_workload(kind.kind if kind else "Deployment", wmeta, wspec)
-                if workload is not None:
-                    out[n] = model.Live(workload, read_service(smeta, sspec), read_namespace(nmeta))
-            return out
-
-        return pulumi.Output.all(*parts).apply(build)
+            self._live_of[name] = parts.apply(lambda o, kind=kind: _live_of(kind, *o.value))
+        names = list(self._live_of)
+        return pulumi.Output.all(*self._live_of.values()).apply(
+            lambda lives: {n: live for n, live in zip(names, lives, strict=True) if live is not None}
+        )
 
     def patches(self, config: ConfigEntries, gate: Gate) -> list[pulumi.CustomResource]:
         """One patch per adopted workload, once `gate` (the phase guard and the live verdict) passed and
@@ -280,9 +294,9 @@ class AdoptedWorkloads(pulumi.ComponentResource):
             needs = config.needed_by_service(s)
             opts = pulumi.ResourceOptions(parent=self, depends_on=gate.verdict(r.workload, *needs))
             # Only the program's own fields (no value of the team's): shown in previews, not as secrets.
-            body = pulumi.Output.unsecret(
-                self.lives.apply(lambda lives, s=s, phase=phase: self._patch(s, phase, lives))
-            )
+            # From this service's own reads (not every service's): hundreds of services stay quick.
+            own = self._live_of[name]
+            body = pulumi.Output.unsecret(own.apply(lambda live, s=s, phase=phase: self._patch(s, phase, live)))
             resource = f"{self._name}-{name}"
             if s.workload.kind == "Deployment":
                 self.patches_by_service[name] = k8s.apps.v1.DeploymentPatch(
@@ -295,8 +309,7 @@ class AdoptedWorkloads(pulumi.ComponentResource):
         self.register_outputs({})
         return list(self.patches_by_service.values())
 
-    def _patch(self, s: Service, phase: Phase, lives: Mapping[str, model.Live]) -> model.Patch:
-        live = lives.get(s.name)
+    def _patch(self, s: Service, phase: Phase, live: model.Live | None) -> model.Patch:
         if live is None:
             # Offline: what the phase asks of the pod template, without what only the live object tells.
             return model.Patch(inject=model.injected(s, phase))

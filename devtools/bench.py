@@ -11,7 +11,9 @@ work. Targets (the exit status is 1 when a figure is over its target):
 - the planner's answer for those 200 services in under a second;
 - a step's checks within their 60 s budget (devtools/bench_checks.py);
 - `make discover` on a recorded 200-service cluster in under 10 s, holding one log line at a time
-  (devtools/bench_discover.py).
+  (devtools/bench_discover.py);
+- 200 adopted workloads at most 2.5 times the SDK's floor for the same resources (a replay of them),
+  and their plan in under a second (devtools/bench_adopted.py).
 
 usage: python -m devtools.bench [--stack dev] [--repeat 3]
 """
@@ -110,6 +112,7 @@ def main(
     planner: Callable[[], float] = planner_seconds,
     checks: Callable[[], bool] = lambda: bench_checks(),
     discover: Callable[[], bool] = lambda: bench_discover(),
+    adopted: Callable[[], bool] = lambda: bench_adopted(),
 ) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", default="dev")
@@ -146,7 +149,8 @@ def main(
     )
     checks_over = checks()
     discover_over = discover()
-    return 1 if (over or fleet_over or planner_over or checks_over or discover_over) else 0
+    adopted_over = adopted()
+    return 1 if (over or fleet_over or planner_over or checks_over or discover_over or adopted_over) else 0
 
 
 def bench_checks() -> bool:
@@ -159,6 +163,12 @@ def bench_discover() -> bool:
     from devtools import bench_discover
 
     return bench_discover.main([]) != 0
+
+
+def bench_adopted() -> bool:
+    from devtools import bench_adopted
+
+    return bench_adopted.main([]) != 0
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ changes none of them.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, cast
 
 import pulumi
 
@@ -124,8 +125,27 @@ def live_gate(
     cfg: StackConfig, step: pulumi.Output[Step], lives: pulumi.Output[dict[str, Live]]
 ) -> pulumi.Output[Step]:
     """The phase gate, then the live verdict: what every migration object waits for. The verdict holds
-    phases only, not the secret pod templates it was made from."""
-    return pulumi.Output.unsecret(pulumi.Output.all(step, lives).apply(lambda v: judge_live(cfg, v[0], v[1])))
+    phases only, not the secret pod templates it was made from.
+
+    It waits for every read, but does not carry them as dependencies: each object that waits for the
+    gate would otherwise depend on every read of the fleet (hundreds of objects times hundreds of
+    reads). Waiting is what matters: an object registers only once its inputs resolved, and a refused
+    verdict fails the program before any migration object is registered.
+    """
+    verdict = pulumi.Output.all(step, lives).apply(lambda v: judge_live(cfg, v[0], v[1]))
+    plain = pulumi.Output.unsecret(verdict)
+    value = cast("Awaitable[Step]", plain.future(with_unknowns=True))
+    # Scheduled now and never failing: awaited after the value, which may raise (a refused step).
+    known = asyncio.ensure_future(_quietly(plain.is_known(), False))
+    secret = asyncio.ensure_future(_quietly(plain.is_secret(), False))
+    return pulumi.Output(set(), value, known, secret)
+
+
+async def _quietly(awaitable: Awaitable[bool], default: bool) -> bool:
+    try:
+        return await awaitable
+    except Exception:
+        return default
 
 
 def check_patch_force() -> None:
