@@ -1,14 +1,16 @@
 """The checks every `up` runs on the cluster: a precheck before the step's config entries change, and a
 postcheck once every object of the step is in place. Both run meshcheck/mesh_check.py (this project's
-own script, mounted from a ConfigMap) in a Job in the namespace `mesh-checks`, outside the mesh.
+own script, mounted from a ConfigMap) in a Job in the namespace `mesh-checks`, outside the mesh; what
+each looks for comes from the migration model (migration/checks.py) and the step (the deployed phases
+too), as a document meshcheck/expectation.py builds.
 
-- precheck: reads the sidecars' access logs of the services the step tightens (migration/checks.py)
-  and refuses the step when a caller outside the mesh called one of them in plain text within the
-  window, or, when the step closes the Mesh, when a meshed pod called a destination outside it. It
-  runs in every `up` (whether a step tightens is known only once the deployed phases are read), and
-  says so in one line when there is nothing to read. Every config entry waits for it.
-- postcheck: requests through the API gateway and plain-text probes from outside the mesh
-  (meshcheck/expectation.py). The stack records the step's phases only once it has passed.
+- precheck: reads the sidecars' access logs and statistics of the services the step makes refuse
+  plain text, and refuses the step when a caller that would be cut off still calls one of them in
+  plain text, or, when the step closes the Mesh, when a meshed pod calls a destination outside it. It
+  runs in every `up` (whether a step tightens is known only on the cluster), and says so in one line
+  when there is nothing to read. Every config entry waits for it.
+- postcheck: every ready pod of every version behind each Service, probed in plain text, and
+  requests through the API gateway. The stack records the step's phases only once it has passed.
 
 A check that fails exits non-zero with one line; the Job allows no retry (backoffLimit 0), and the
 container's termination message is that line, which pulumi-kubernetes' Job await reports in the
@@ -32,10 +34,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from meshcheck import expectation, mesh_check
-from meshcheck.expectation import CHECKS_NAMESPACE, SCRIPT, ServiceSpec, Settings
+from meshcheck.expectation import CHECKS_NAMESPACE, SCRIPT, Verify
 from migration import checks as model
-from migration.fleet import Fleet
-from migration.phases import Phase, describe
+from migration.entries import ACCESS_LOG_FORMAT
+from migration.fleet import Fleet, Service
+from migration.phases import describe
+from migration.step import Step
+from migration.workloads import selector
 
 from .annotations import AFTER, CHECK_LABEL, CHECK_SCRIPT, INJECT, REPLACE_UNREADY
 from .target import Gate
@@ -45,56 +50,74 @@ MOUNT = "/checks"
 RUN_AS = 65534  # nobody: the stock image runs as root unless told otherwise
 POD_START_S = 30  # image pull and scheduling, on top of the check's own timeout
 CONSUL_NAMESPACE = "consul"  # where the Mesh entry lives (components/config_entries.py)
+TYPE = "consul-mesh-migration:checks:MeshChecks"  # state identity, not a module path
+NAME = "checks"  # the component's name in program/compose.py
 
 
-def specs(fleet: Fleet, target: Mapping[str, Phase]) -> list[ServiceSpec]:
-    return [
-        ServiceSpec(r.name, r.namespace, r.port, r.versions, r.upstreams, r.accepts_plain_text)
-        for r in model.running(fleet, target)
-    ]
+def postcheck_urn(stack: str, project: str) -> str:
+    """The postcheck Job's URN: what `make advance` looks for among the resources an `up` failed on."""
+    return f"urn:pulumi:{stack}::{project}::{TYPE}$kubernetes:batch/v1:Job::{NAME}-postcheck"
 
 
-def postcheck_document(fleet: Fleet, target: Mapping[str, Phase], settings: Settings) -> dict[str, Any]:
-    doc = expectation.expectation(
-        specs(fleet, target), exposed=fleet.exposed, phase=describe(target), settings=settings
-    )
-    return {k: v for k, v in doc.items() if k != "precheck"}
-
-
-def precheck_document(fleet: Fleet, target: Mapping[str, Phase], settings: Settings) -> dict[str, Any]:
-    """The precheck of the step to `target`, from the target alone (migration/checks.py): the script
-    probes each service the target makes strict and reads the logs only of those that still accept
-    plain text, and reads the Mesh before it checks for calls outside it. So the Job is the same on a
-    re-run, and a re-run changes nothing."""
-    plan = model.precheck_target(fleet, target)
-    services = specs(fleet, target)
-    step = f"-> {describe(target)}"
-    doc = {
-        "version": mesh_check.SCHEMA_VERSION,
-        "phase": describe(target),
-        "precheck": expectation.precheck(
-            services,
-            plan.services,
-            step,
-            settings,
-            mesh_callers_count=plan.count_mesh_callers,
-            outbound=plan.outbound,
-            probe=True,
-            mesh=(CONSUL_NAMESPACE, "mesh") if plan.outbound else None,
+def _service(s: model.ServiceCheck) -> mesh_check.Service:
+    return mesh_check.Service(
+        s.name,
+        s.namespace,
+        s.port,
+        s.selector,
+        tuple(
+            mesh_check.Version(
+                v.name,
+                v.labels,
+                "running" if v.running else "retiring",
+                ("accepted" if v.accepts_plain_text else "refused") if v.running else None,
+                v.display_name,
+            )
+            for v in s.versions
         ),
-    }
-    mesh_check.parse_expectation(doc)
-    return doc
+    )
+
+
+def _workload(s: Service) -> mesh_check.Workload:
+    return mesh_check.Workload(s.name, s.namespace, selector(s))
+
+
+def postcheck_document(fleet: Fleet, step: Step, verify: Verify) -> dict[str, Any]:
+    """What the step must show once its objects are in place: the versions of the target, and those it
+    retires, which Pulumi deletes only after this check (migration/checks.py)."""
+    services = [_service(s) for s in model.postcheck_services(fleet, step)]
+    post = expectation.postcheck(services, verify, exposed=fleet.exposed, reached=model.reached(fleet))
+    return expectation.document(describe(step.target), postcheck=post)
+
+
+def precheck_document(fleet: Fleet, step: Step, verify: Verify) -> dict[str, Any]:
+    """The precheck of the step: the same on a re-run of it, so a re-run changes nothing
+    (migration/checks.py precheck_target)."""
+    plan = model.precheck_target(fleet, step)
+    services = [
+        mesh_check.Tightened(
+            t.name, t.namespace, t.port, t.selector, t.count_mesh_callers, tuple(_workload(c) for c in t.mesh_callers)
+        )
+        for t in plan.services
+    ]
+    pre = expectation.precheck(
+        f"-> {describe(step.target)}",
+        services,
+        verify,
+        access_log_format=ACCESS_LOG_FORMAT,
+        outbound=[_workload(s) for s in plan.outbound],
+        mesh=mesh_check.MeshObject(CONSUL_NAMESPACE, "mesh"),
+    )
+    return expectation.document(describe(step.target), precheck=pre)
 
 
 @dataclass
 class MeshChecksArgs:
     fleet: Fleet
-    target: Mapping[str, Phase]
-    gate: Gate  # the phase guard's verdict (nothing runs before it passed), the platform and Consul
-    settings: Settings
+    gate: Gate  # the phase guard's verdict, with the deployed phases (nothing runs before it), and what comes first
+    verify: Verify
     image: str  # the check's image: stock Python, pinned (program/versions.py)
-    namespaces: Mapping[str, k8s.core.v1.Namespace]  # the services' namespaces: the precheck reads logs there
+    namespaces: Mapping[str, k8s.core.v1.Namespace]  # the services' namespaces: the checks read pods there
 
 
 class MeshChecks(pulumi.ComponentResource):
@@ -109,7 +132,7 @@ class MeshChecks(pulumi.ComponentResource):
         gate = self._gate = args.gate
         opts = gate.component(opts)
         # The type token is state identity (in every URN below it), not a module path: it never changes.
-        super().__init__("consul-mesh-migration:checks:MeshChecks", name, None, opts)
+        super().__init__(TYPE, name, None, opts)
         self._name, self._args = name, args
         child = pulumi.ResourceOptions(parent=self, depends_on=gate.on())
         self.namespace = k8s.core.v1.Namespace(
@@ -133,7 +156,8 @@ class MeshChecks(pulumi.ComponentResource):
             for kind in ("precheck", "postcheck")
         }
         grants = self._precheck_rbac(name, args)
-        document = pulumi.Output.from_input(precheck_document(args.fleet, args.target, args.settings))
+        self._postcheck_grants = self._postcheck_rbac(name, args)
+        document = gate.step.apply(lambda st: precheck_document(args.fleet, st, args.verify))
         self.precheck = self._job("precheck", document, [self._script, *grants])
         self.register_outputs({})
 
@@ -209,17 +233,44 @@ class MeshChecks(pulumi.ComponentResource):
         )
         return grants
 
+    def _postcheck_rbac(self, name: str, args: MeshChecksArgs) -> list[pulumi.CustomResource]:
+        """List the pods and EndpointSlices of the services' namespaces: which pods are behind each
+        Service, which version each is, and their addresses to probe. Nothing else, nowhere else."""
+        subject = [k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="postcheck", namespace=CHECKS_NAMESPACE)]
+        role = "consul-mesh-migration-postcheck"
+        reader = k8s.rbac.v1.ClusterRole(
+            f"{name}-postcheck-reader",
+            metadata={"name": role},
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["list"]),
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=["discovery.k8s.io"], resources=["endpointslices"], verbs=["list"]
+                ),
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on()),
+        )
+        return [
+            k8s.rbac.v1.RoleBinding(
+                f"{name}-postcheck-ns-{ns}",
+                metadata={"name": "mesh-postcheck", "namespace": ns},
+                role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role),
+                subjects=subject,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self._gate.on(reader, args.namespaces[ns])),
+            )
+            for ns in sorted({s.namespace for s in args.fleet.services})
+        ]
+
     def postcheck(self, done: Sequence[pulumi.CustomResource]) -> k8s.batch.v1.Job:
         """The postcheck, once `done` (every Deployment and config entry of the step, and the gateway
         it sends its requests through) is in place."""
-        doc = postcheck_document(self._args.fleet, self._args.target, self._args.settings)
-        return self._job("postcheck", pulumi.Output.from_input(doc), [self._script, self.precheck, *done])
+        doc = self._gate.step.apply(lambda st: postcheck_document(self._args.fleet, st, self._args.verify))
+        return self._job("postcheck", doc, [self._script, self.precheck, *self._postcheck_grants, *done])
 
     def _job(
         self, kind: str, doc: pulumi.Output[dict[str, Any]], needs: Sequence[pulumi.CustomResource]
     ) -> k8s.batch.v1.Job:
-        settings = self._args.settings
-        budget = settings.precheck_seconds if kind == "precheck" else settings.postcheck_seconds
+        verify = self._args.verify
+        budget = verify.pre.total if kind == "precheck" else verify.post.total
         labels = {CHECK_LABEL: kind}
         container = k8s.core.v1.ContainerArgs(
             name=kind,
@@ -266,7 +317,7 @@ class MeshChecks(pulumi.ComponentResource):
                     ),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=kind,
-                        automount_service_account_token=kind == "precheck",
+                        automount_service_account_token=True,  # both read the API, each with its own grants
                         restart_policy="Never",
                         security_context=k8s.core.v1.PodSecurityContextArgs(
                             run_as_non_root=True,

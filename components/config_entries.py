@@ -17,6 +17,7 @@ consul-k8s has synced it to Consul (`Spec.WAIT_FOR`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -55,10 +56,14 @@ Entry = Callable[..., k8s.apiextensions.CustomResource]  # ConfigEntries' one wa
 
 
 def proxy_defaults(protocol: Protocol | None = entries.PROTOCOL) -> ProxyDefaults:
-    """Every sidecar writes Envoy access logs to stdout; `protocol` is the mesh-wide one, if any
-    (migration/entries.py `mesh_protocol`)."""
+    """Every sidecar writes Envoy access logs to stdout, in the format the precheck reads
+    (migration/entries.py ACCESS_LOG_FORMAT); `protocol` is the mesh-wide one, if any
+    (migration/entries.py `mesh_protocol`). consul-k8s hands the format string to Consul, which parses
+    it into the format dictionary Envoy gets (agent/xds/accesslogs/accesslogs.go getLogFormat); its
+    webhook refuses one that is not JSON (api/v1alpha1/proxydefaults_types.go validateAccessLogs)."""
     config = ProxyConfig(protocol=protocol) if protocol else None
-    return ProxyDefaults(config=config, access_logs=AccessLogs(enabled=True))
+    fmt = json.dumps(entries.ACCESS_LOG_FORMAT, sort_keys=True)
+    return ProxyDefaults(config=config, access_logs=AccessLogs(enabled=True, json_format=fmt))
 
 
 def mesh(entry: entries.MeshEntry) -> Mesh:

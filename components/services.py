@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 from migration import drain
 from migration.fleet import Fleet
 from migration.phases import Phase
-from migration.workloads import Workload, catalog_synced, workloads
+from migration.workloads import Workload, catalog_synced, selector, workloads
 
 from .annotations import (
     CONSUL_DNS,
@@ -88,7 +88,7 @@ def _pod_security_context() -> k8s.core.v1.PodSecurityContextArgs:
 
 
 def deployment_spec(w: Workload, image: str, direct: Sequence[str] = ()) -> k8s.apps.v1.DeploymentSpecArgs:
-    labels = {"app": w.service.name, "version": w.version}
+    labels = w.labels
     port = w.service.port
     container = k8s.core.v1.ContainerArgs(
         name=w.service.name,
@@ -170,7 +170,7 @@ class DemoServices(pulumi.ComponentResource):
                 f"{name}-{s.name}-service",
                 metadata=service_meta,
                 spec=k8s.core.v1.ServiceSpecArgs(
-                    selector={"app": s.name},
+                    selector=selector(s),
                     ports=[k8s.core.v1.ServicePortArgs(name="http", port=s.port, target_port=s.port)],
                 ),
                 opts=child,
@@ -186,7 +186,7 @@ class DemoServices(pulumi.ComponentResource):
             self.deployments[w.name] = k8s.apps.v1.Deployment(
                 f"{name}-{w.name}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=w.name, namespace=s.namespace, labels={"app": s.name, "version": w.version}
+                    name=w.name, namespace=s.namespace, labels=w.labels
                 ),
                 spec=deployment_spec(w, args.image, args.direct),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=gate.verdict(*needs)),

@@ -51,14 +51,22 @@ print(json.dumps({"resources": len(run.resources), "error": run.error, "modules"
 """
 
 
-def fleet_of_200() -> list[dict[str, Any]]:
-    """40 services in the mesh from the start calling 80 migrating services, which call 79 more,
-    owned by 20 teams, one namespace each (10 services a namespace)."""
+def fleet_of(n: int) -> list[dict[str, Any]]:
+    """A gateway service and n - 1 more: a fifth in the mesh from the start, each calling two of twice as
+    many migrating services, which call the rest, migrating too; owned by 20 teams, a namespace each.
+    For 200: 40 front services, 80 migrating ones, 79 more (10 services a namespace)."""
+    front = max(1, n // 5)
+    middle = 2 * front
+    back = max(1, n - 1 - front - middle)
     services: list[dict[str, Any]] = [{"name": "gw"}]
-    services += [{"name": f"f{i}", "upstreams": [f"b{i}", f"b{(i + 40) % 80}"]} for i in range(40)]
-    services += [{"name": f"b{j}", "migrates": True, "upstreams": [f"c{j % 79}"]} for j in range(80)]
-    services += [{"name": f"c{k}", "migrates": True} for k in range(79)]
+    services += [{"name": f"f{i}", "upstreams": [f"b{i}", f"b{(i + front) % middle}"]} for i in range(front)]
+    services += [{"name": f"b{j}", "migrates": True, "upstreams": [f"c{j % back}"]} for j in range(middle)]
+    services += [{"name": f"c{k}", "migrates": True} for k in range(back)]
     return [{**s, "namespace": f"team-{i % 20}"} for i, s in enumerate(services)]
+
+
+def fleet_of_200() -> list[dict[str, Any]]:
+    return fleet_of(200)
 
 
 # Nodes that hold the fleet at its peak (every migrating service's two versions, at permissive, and

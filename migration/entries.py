@@ -8,6 +8,7 @@
 - ServiceIntentions per called service, allowing each caller (in every phase, so the intention is
   in Consul before its service turns strict).
 - Mesh: open (permissive allowed, non-mesh destinations allowed) until every service is hardened.
+- ProxyDefaults: every sidecar speaks http and writes Envoy access logs in ACCESS_LOG_FORMAT.
 """
 
 from __future__ import annotations
@@ -55,6 +56,42 @@ def mesh_protocol(fleet: Fleet) -> Protocol | None:
     its protocol and ProxyDefaults none.
     """
     return PROTOCOL if not any(s.adopted for s in fleet.services) else None
+
+# The sidecars' access-log format (ProxyDefaults accessLogs.jsonFormat): Consul's default format
+# (hashicorp/consul agent/xds/accesslogs/accesslogs.go, defaultJSONFormat), so what reads that keeps
+# working, plus what tells the inbound filter chains apart, which the precheck reads: the TLS version
+# (none on the permissive chain and on kubelet's expose-path listeners; Consul's public listener has no
+# TLS inspector, so requested_server_name is empty for mTLS callers too) and the caller's SPIFFE ID.
+# Envoy renders a lone operator typed, and an unset one as null (core/v3 SubstitutionFormatString).
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "start_time": "%START_TIME%",
+    "route_name": "%ROUTE_NAME%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "response_code": "%RESPONSE_CODE%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "response_code_details": "%RESPONSE_CODE_DETAILS%",
+    "connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "duration": "%DURATION%",
+    "upstream_service_time": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "x_forwarded_for": "%REQ(X-FORWARDED-FOR)%",
+    "user_agent": "%REQ(USER-AGENT)%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "authority": "%REQ(:AUTHORITY)%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "upstream_cluster": "%UPSTREAM_CLUSTER%",
+    "upstream_local_address": "%UPSTREAM_LOCAL_ADDRESS%",
+    "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "requested_server_name": "%REQUESTED_SERVER_NAME%",
+    "upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+    "downstream_tls_version": "%DOWNSTREAM_TLS_VERSION%",
+    "downstream_peer_uri_san": "%DOWNSTREAM_PEER_URI_SAN%",
+    "connection_id": "%CONNECTION_ID%",
+}
 
 
 def mutual_tls_mode(phase: Phase, migrates: bool) -> MutualTLSMode | None:

@@ -31,6 +31,11 @@ class Workload:
         return f"{self.service.name}-{self.version}"
 
     @property
+    def labels(self) -> dict[str, str]:
+        """The pod labels of this version: the Service selects `app`, the version tells them apart."""
+        return {**selector(self.service), "version": self.version}
+
+    @property
     def display_name(self) -> str:
         """fake-service's NAME: what a call through the gateway shows for this version."""
         return display_name(self.service.name, self.in_mesh)
@@ -44,6 +49,11 @@ class Workload:
     def waits_for_upstream_defaults(self) -> tuple[str, ...]:
         """Upstreams whose ServiceDefaults must be in Consul before this version starts."""
         return self.service.upstreams if self.in_mesh and self.dns == "service" else ()
+
+
+def selector(service: Service) -> dict[str, str]:
+    """What the service's Kubernetes Service selects: every version of it."""
+    return {"app": service.name}
 
 
 def display_name(service: str, in_mesh: bool) -> str:

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.adoption import AdoptedWorkloads, AdoptedWorkloadsArgs
+from components.checks import NAME as CHECKS
 from components.checks import MeshChecks, MeshChecksArgs
 from components.cluster import EksCluster, EksClusterArgs, eks_cluster_name
 from components.config_entries import ConfigEntries, ConfigEntriesArgs
@@ -25,7 +26,8 @@ from components.lb_controller import LoadBalancerController, LoadBalancerControl
 from components.network import Network, NetworkArgs
 from components.services import DemoServices, DemoServicesArgs
 from components.target import ClusterTarget, ExistingCluster, ExistingClusterArgs, Gate
-from meshcheck.expectation import Settings
+from meshcheck import mesh_check
+from meshcheck.expectation import Verify
 from migration.outside import never_through_the_mesh
 from migration.step import Step, dialed_directly
 
@@ -259,12 +261,11 @@ def _migration(
     checks = None
     if cfg.verify.enabled:
         checks = MeshChecks(
-            "checks",
+            CHECKS,
             MeshChecksArgs(
                 fleet=fleet,
-                target=phases,
                 gate=first,
-                settings=check_settings(cfg),
+                verify=check_settings(cfg),
                 image=cfg.versions.check_image,
                 namespaces=namespaces,
             ),
@@ -321,14 +322,13 @@ def _migration(
     return [checks.postcheck([*applied, *gateway.objects])] if checks else applied
 
 
-def check_settings(cfg: StackConfig) -> Settings:
+def check_settings(cfg: StackConfig) -> Verify:
     v = cfg.verify
-    return Settings(
+    return Verify(
         requests=v.requests,
         tolerance=v.tolerance,
-        request_timeout=v.request_seconds,
-        settle_seconds=v.settle_seconds,
-        postcheck_seconds=v.postcheck_seconds,
         window_seconds=v.precheck_window,
-        precheck_seconds=v.precheck_seconds,
+        post=mesh_check.PostTimeouts(request=v.request_seconds, settle=v.settle_seconds, total=v.postcheck_seconds),
+        pre=mesh_check.PreTimeouts(total=v.precheck_seconds),
     )
+

@@ -28,6 +28,7 @@ from pydantic.alias_generators import to_camel
 
 from components.access import Grant, Level
 from migration.adoption import INJECTOR_SKIPS_NAMESPACES
+from meshcheck.mesh_check import Gateway, PostTimeouts, Precheck, PreTimeouts, default
 from migration.fleet import AddressVariable, Adopted, Fleet, FleetError, Problem, Service, check_graph
 from migration.outside import Destination, Outside, OutsideKind
 from migration.phases import Phase
@@ -756,14 +757,15 @@ class VersionsConfig(_Model):
 class VerifyConfig(_Model):
     """The checks every `up` runs on the cluster (components/checks.py); defaults keep them within 60 s."""
 
+    # The defaults are the check script's own (meshcheck/mesh_check.py), so they are written once.
     enabled: bool = True
-    requests: int = Field(default=20, ge=1, le=500)  # through the API gateway
-    tolerance: float = Field(default=0.4, ge=0, lt=1)  # each of k versions: at least 1/k - tolerance
-    precheck_window: int = Field(default=900, ge=60, le=86400)  # seconds of sidecar logs the precheck reads
-    request_seconds: float = Field(default=5, gt=0, le=60)
-    settle_seconds: float = Field(default=15, ge=0, le=300)  # retry a failed round while Envoy settles
-    postcheck_seconds: float = Field(default=30, gt=0, le=600)
-    precheck_seconds: float = Field(default=10, gt=0, le=600)
+    requests: int = Field(default=default(Gateway, "requests"), ge=1, le=500)  # through the API gateway
+    tolerance: float = Field(default=default(Gateway, "tolerance"), ge=0, lt=1)  # k versions: >= 1/k - tolerance
+    precheck_window: int = Field(default=default(Precheck, "window_seconds"), ge=60, le=86400)  # of sidecar logs
+    request_seconds: float = Field(default=PostTimeouts().request, gt=0, le=60)
+    settle_seconds: float = Field(default=PostTimeouts().settle, ge=0, le=300)  # retry a round while Envoy settles
+    postcheck_seconds: float = Field(default=PostTimeouts().total, gt=0, le=600)
+    precheck_seconds: float = Field(default=PreTimeouts().total, gt=0, le=600)
 
     @model_validator(mode="after")
     def _fits(self) -> VerifyConfig:

@@ -68,6 +68,7 @@ class ProxyConfig(_Model):
 class AccessLogs(_Model):
     enabled: bool
     type: Literal["stdout", "stderr", "file"] | None = None  # Envoy's default is stdout
+    json_format: str | None = None  # an Envoy format dictionary, as JSON text
 
 
 class ProxyDefaults(Spec):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from migration.entries import ACCESS_LOG_FORMAT
 from migration.phases import PHASE_NAMES
 
 CONSUL = "kubernetes:consul.hashicorp.com/v1alpha1"
@@ -81,8 +83,9 @@ def test_in_every_phase_web_may_call_api_and_proxies_speak_http_with_access_logs
     intentions = entries(run, "ServiceIntentions")[("api", "api")]
     assert intentions["destination"] == {"name": "api"}
     assert [(s["name"], s["action"]) for s in intentions["sources"]] == [("web", "allow")]
+    fmt = json.dumps(ACCESS_LOG_FORMAT, sort_keys=True)  # the precheck's signal (migration/entries.py)
     assert entries(run, "ProxyDefaults") == {
-        ("consul", "global"): {"config": {"protocol": "http"}, "accessLogs": {"enabled": True}}
+        ("consul", "global"): {"config": {"protocol": "http"}, "accessLogs": {"enabled": True, "jsonFormat": fmt}}
     }
     assert entries(run, "ServiceDefaults")[("web", "web")] == {"protocol": "http"}
 

@@ -98,10 +98,7 @@ def _virtual_failures(fleet: Fleet, before: dict[str, Phase], target: dict[str, 
 FLEETS = {
     "demo": DEMO,
     "chain": CHAIN,
-    "two callers": Fleet(
-        (API, WEB, Service("admin", "admin", upstreams=("api",)), Service("front", "front", upstreams=("admin",))),
-        exposed="front",
-    ),
+    "two callers": Fleet((API, WEB, Service("admin", "admin", migrates=True, upstreams=("api",))), exposed="web"),
 }
 
 

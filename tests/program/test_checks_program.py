@@ -72,7 +72,7 @@ def test_a_check_job_runs_the_projects_script_once_outside_the_mesh_unprivileged
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["restartPolicy"] == "Never"
-    assert pod["automountServiceAccountToken"] is (kind == "precheck")
+    assert pod["automountServiceAccountToken"] is True  # each reads the API with its own grants
     assert j.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"  # a re-run checks again
     assert j.options["retainOnDelete"] is True  # old probes' pods stay recognisable to the precheck
     script = run.one("kubernetes:core/v1:ConfigMap", "checks-script")
@@ -86,7 +86,8 @@ def test_a_check_job_runs_the_projects_script_once_outside_the_mesh_unprivileged
         ("permissive", ["web"], ["web"], []),
         # web-v1 dials api.service.consul: dialedDirectly keeps its sidecar on mTLS, so it is not cut off.
         ("strict", ["api", "web"], ["web"], []),
-        ("virtual", ["api", "web"], ["api", "web"], []),
+        # Along the rollout, api keeps dialedDirectly while it stays strict (web-v1 ran during the last up).
+        ("virtual", ["api", "web"], ["web"], []),
         ("hardened", ["api", "web"], ["api", "web"], ["api", "web"]),
     ],
 )
@@ -95,19 +96,48 @@ def test_the_precheck_reads_the_services_the_target_makes_strict(
 ):
     pre = document(job(step(program, "local", phase), "precheck"))["precheck"]
     assert [s["service"] for s in pre["services"]] == refusing
-    assert [s["service"] for s in pre["services"] if s.get("count_mesh_callers")] == cut_off_mesh_callers
-    assert all(
-        s["probe_url"] == f"http://{s['service']}.{s['service']}.svc.cluster.local:9091/" for s in pre["services"]
-    )
-    assert [s["service"] for s in pre.get("outbound", [])] == outbound
+    assert [s["service"] for s in pre["services"] if s["count_mesh_callers"]] == cut_off_mesh_callers
+    assert [w["service"] for w in pre["outbound"]] == outbound
     assert ("mesh" in pre) is bool(outbound)
 
 
-def test_the_postcheck_expects_the_models_names_and_verdicts(program):
-    post = document(job(step(program, "local", "permissive"), "postcheck"))["postcheck"]
-    assert post["gateway"]["names"] == {"api": ["api (mesh)", "api (non-mesh)"], "web": ["web (mesh)"]}
-    assert post["gateway"]["requests"] == 20
-    assert [(p["service"], p["expect"]) for p in post["plaintext"]] == [("api", "accepted"), ("web", "refused")]
+def test_the_postcheck_expects_the_versions_that_run_and_allows_those_the_step_retires(program):
+    post = document(job(step(program, "local", "strict"), "postcheck"))["postcheck"]
+    (api,) = [s for s in post["services"] if s["service"] == "api"]
+    assert api["versions"] == [
+        {
+            "version": "api-v2",
+            "labels": {"app": "api", "version": "v2"},
+            "role": "running",
+            "plaintext": "refused",
+            "answers_as": "api (mesh)",
+        },
+        {
+            "version": "api-v1",
+            "labels": {"app": "api", "version": "v1"},
+            "role": "retiring",
+            "answers_as": "api (non-mesh)",
+        },
+    ]
+    assert post["gateway"]["requests"] == 20 and post["gateway"]["reached"] == ["web", "api"]
+
+
+def test_the_sidecars_log_in_the_format_the_precheck_reads(program):
+    """consul-k8s refuses a jsonFormat that is not JSON (api/v1alpha1/proxydefaults_types.go validateAccessLogs)."""
+    from migration.entries import ACCESS_LOG_FORMAT
+
+    run = step(program, "local", "strict")
+    defaults = run.one(f"{CONSUL}:ProxyDefaults")
+    logs = defaults.inputs["spec"]["accessLogs"]
+    assert logs["enabled"] is True and json.loads(logs["jsonFormat"]) == ACCESS_LOG_FORMAT
+    assert document(job(run, "precheck"))["precheck"]["signal"]["format"] == ACCESS_LOG_FORMAT
+
+
+def test_make_advance_knows_the_postcheck_job_by_its_urn(program):
+    from components.checks import postcheck_urn
+
+    run = step(program, "dev", "strict")
+    assert job(run, "postcheck").urn == postcheck_urn("dev", "consul-mesh-migration")
 
 
 def test_verify_settings_reach_the_checks(program):
@@ -119,7 +149,7 @@ def test_verify_settings_reach_the_checks(program):
     assert document(job(run, "precheck"))["precheck"]["window_seconds"] == 600
 
 
-def test_only_the_precheck_may_read_the_cluster_and_only_what_it_needs(program):
+def test_each_check_may_read_only_what_it_needs(program):
     run = step(program, "local", "strict")
     roles = {
         (r.k8s_name, r.k8s_namespace): r.inputs["rules"] for r in run.resources if r.kind in ("Role", "ClusterRole")
@@ -138,19 +168,22 @@ def test_only_the_precheck_may_read_the_cluster_and_only_what_it_needs(program):
             }
         ],
         ("consul-mesh-migration-precheck", None): [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+        ("consul-mesh-migration-postcheck", None): [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
+        ],
     }
-    bindings = {(r.kind, r.k8s_namespace, r.inputs["roleRef"]["name"]) for r in run.resources if "Binding" in r.kind}
-    assert bindings == {
-        # The logs' rules bind per service namespace only: nothing in any other namespace.
-        ("RoleBinding", "api", "consul-mesh-migration-precheck-logs"),
-        ("RoleBinding", "web", "consul-mesh-migration-precheck-logs"),
-        ("RoleBinding", "consul", "mesh-precheck"),
-        ("ClusterRoleBinding", None, "consul-mesh-migration-precheck"),
-    }
-    subjects = {
-        s["name"]
+    bindings = {
+        (r.kind, r.k8s_namespace, r.inputs["roleRef"]["name"], r.inputs["subjects"][0]["name"])
         for r in run.resources
-        if r.kind in ("RoleBinding", "ClusterRoleBinding")
-        for s in r.inputs["subjects"]
+        if "Binding" in r.kind
     }
-    assert subjects == {"precheck"}
+    assert bindings == {
+        # The namespaced rules bind per service namespace only: nothing in any other namespace.
+        ("RoleBinding", "api", "consul-mesh-migration-precheck-logs", "precheck"),
+        ("RoleBinding", "web", "consul-mesh-migration-precheck-logs", "precheck"),
+        ("RoleBinding", "consul", "mesh-precheck", "precheck"),
+        ("ClusterRoleBinding", None, "consul-mesh-migration-precheck", "precheck"),
+        ("RoleBinding", "api", "consul-mesh-migration-postcheck", "postcheck"),
+        ("RoleBinding", "web", "consul-mesh-migration-postcheck", "postcheck"),
+    }
