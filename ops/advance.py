@@ -7,13 +7,21 @@
 2. Picks the next step: the planner's next wave (migration/plan.py); for a stack whose services
    share one phase, that is the next phase.
 3. Sets the config for it, previews, and runs one `pulumi up`, printing Pulumi's progress.
-4. When the `up` fails on its postcheck, sets the config back to the last verified phases and runs
-   `up` again: Pulumi restores that step's objects (deleting what the failed step created), and
-   the guard allows it because it is the recorded step. Then it reports what happened.
+4. When the `up` fails on its postcheck's own verdict, sets the config back to the last verified
+   phases and runs `up` again: Pulumi restores that step's objects (deleting what the failed step
+   created), and the guard allows it because it is the recorded step. Then it reports what happened.
 
-Any other failure stops without a step back: the cause may be the cloud, not the step, and a
-second `up` would not help. The logic (class Advance) takes a stack object so tests give it a fake;
-`main` wires the Automation API on the real CLI.
+"Its own verdict" is read from the Automation API's engine events, not from the `up`'s text: a
+ResOpFailedEvent whose resource is the postcheck Job (pulumi sdk/python automation/events.py), and
+among that Job's reasons (pulumi-kubernetes' await: the pod's termination message, "[Error] <line>")
+the script's verdict line, `postcheck <part>: ...` (meshcheck/mesh_check.py exits 1 with it). A check
+that could not run (`cannot check: ...`), a Job past its deadline, a failed delete or any other
+resource: no step back, since the cause may be the cloud, not the step, and a second `up` would not
+help. A stack whose last `up` did not finish (two seals, migration/guard.py) gets that `up` re-run,
+as the guard asks, and nothing else.
+
+The logic (class Advance) takes a stack object so tests give it a fake; `main` wires the Automation
+API on the real CLI.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from typing import Any, Protocol
 
 from pulumi import automation as auto
 
+from components.checks import postcheck_urn
 from migration.fleet import Fleet
 from migration.guard import read_deployed
 from migration.phases import Phase, describe
@@ -38,7 +47,6 @@ from ops.workspace import WorkspaceError, open_workspace
 from program.config import PROJECT, StackConfig, parse_config, project_keys
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTCHECK = "postcheck"  # the check Job's name carries it, and so does Pulumi's error for it
 # The policy pack of this checkout (the tree being deployed) holds every preview and up, the step back too.
 POLICY_PACK = ROOT / "policy"
 
@@ -58,7 +66,13 @@ class AdvanceStack(Protocol):
     def preview(
         self, *, on_output: Callable[[str], Any] | None = None, policy_packs: list[str] | None = None
     ) -> object: ...
-    def up(self, *, on_output: Callable[[str], Any] | None = None, policy_packs: list[str] | None = None) -> object: ...
+    def up(
+        self,
+        *,
+        on_output: Callable[[str], Any] | None = None,
+        on_event: Callable[[auto.EngineEvent], Any] | None = None,
+        policy_packs: list[str] | None = None,
+    ) -> object: ...
     def outputs(self) -> Mapping[str, auto.OutputValue]: ...
 
 
@@ -71,7 +85,7 @@ def stack_config(values: Mapping[str, auto.ConfigValue]) -> StackConfig:
 class Report:
     before: dict[str, Phase]  # the last verified phases
     target: dict[str, Phase] | None  # None: nothing left to do
-    outcome: str  # advanced, done, stepped-back, failed, step-back-failed
+    outcome: str  # advanced, done, stepped-back, failed, step-back-failed, finished
     detail: str = ""
 
     def text(self) -> str:
@@ -87,20 +101,49 @@ class Report:
                 f"the postcheck failed on {step}:\n  {self.detail}\nand the step back to {describe(self.before)} "
                 "failed too: fix the cause, then run `make up` with those phases"
             ),
-            "failed": f"the step {step} failed (not on its postcheck; no step back):\n  {self.detail}",
+            "failed": f"the step {step} failed (not on its postcheck's verdict; no step back):\n  {self.detail}",
+            "finished": (
+                f"the last `up` ({step}) had not finished: re-ran it, and Pulumi finished what it had left; "
+                "run `make advance` again for the next step"
+            ),
         }[self.outcome]
 
 
-def postcheck_line(error: str) -> str | None:
-    """The check's own one-line verdict from Pulumi's error for the postcheck Job, if that is what failed."""
-    if POSTCHECK not in error:
+@dataclass
+class Failures:
+    """What the engine events of one `up` say failed: per resource URN, its operation and its reasons
+    (the new state's init errors, then its error diagnostics)."""
+
+    operations: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+    last_error: str = ""
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        failed, diagnostic = event.res_op_failed_event, event.diagnostic_event
+        if failed is not None:
+            meta = failed.metadata
+            self.operations[meta.urn] = meta.op.value
+            if meta.new is not None and meta.new.init_errors:
+                self.reasons.setdefault(meta.urn, []).extend(meta.new.init_errors)
+        if diagnostic is not None and diagnostic.severity == "error":
+            self.last_error = diagnostic.message.strip() or self.last_error
+            if diagnostic.urn:
+                self.reasons.setdefault(diagnostic.urn, []).append(diagnostic.message)
+
+
+# The script's verdict as the pod's termination message reaches the Job's reasons: "[Error] postcheck ...".
+_VERDICT = re.compile(r"^(?:\*\s*)?(?:\[\w+\]\s*)?(postcheck[\w -]*: .*)$")
+
+
+def postcheck_verdict(failures: Failures, urn: str) -> str | None:
+    """The postcheck's own one-line verdict when its Job is what failed; None otherwise."""
+    if urn not in failures.operations:
         return None
-    lines = [line.strip() for line in error.splitlines() if line.strip()]
-    # The script's verdict reaches Pulumi's error as the pod's termination message: "[Error] postcheck ...".
-    verdicts = [m.group(1) for line in lines if (m := re.search(r"\b(postcheck [\w -]*: .*)$", line))]
-    if verdicts:
-        return verdicts[-1]
-    return next((line for line in reversed(lines) if POSTCHECK in line), lines[-1])
+    for reason in failures.reasons.get(urn, []):
+        for line in reason.splitlines():
+            if m := _VERDICT.match(line.strip()):
+                return m.group(1)
+    return None
 
 
 @dataclass
@@ -134,10 +177,7 @@ class Advance:
         if deployed.phases is None:
             raise AdvanceError(f"{self.stack.name} has no recorded phases yet: run `make up` for its first step")
         if deployed.unfinished_from is not None:
-            raise AdvanceError(
-                f"{self.stack.name}: the last `up` did not finish (Pulumi still has versions to delete); "
-                "run `make up` with the same phases first"
-            )
+            return self.finish(cfg, deployed.unfinished_from, deployed.phases)
         before = {n: deployed.phases.get(n, cfg.target()[n]) for n in fleet.names}
         waves = plan(fleet, before).waves
         if not waves:
@@ -150,12 +190,13 @@ class Advance:
         if not self.assume_yes and not self.confirm("run this `pulumi up`?"):
             self.select(cfg, before)
             raise AdvanceError("not confirmed; the config is back at the last verified phases")
+        failures = Failures()
         try:
-            self.stack.up(on_output=self.say, policy_packs=self._packs())
+            self.stack.up(on_output=self.say, on_event=failures, policy_packs=self._packs())
         except auto.CommandError as e:
-            line = postcheck_line(str(e))
+            line = postcheck_verdict(failures, postcheck_urn(self.stack.name, PROJECT))
             if line is None:
-                return Report(before, target, "failed", _last_line(str(e)))
+                return Report(before, target, "failed", failures.last_error or _last_line(str(e)))
             self.say(f"postcheck failed: {line}\nstepping back to {describe(before)}")
             self.select(cfg, before)
             try:
@@ -164,6 +205,19 @@ class Advance:
                 return Report(before, target, "step-back-failed", f"{line}\n  step back: {_last_line(str(back))}")
             return Report(before, target, "stepped-back", line)
         return Report(before, target, "advanced")
+
+    def finish(self, cfg: StackConfig, before: Mapping[str, Phase], phases: Mapping[str, Phase]) -> Report:
+        """Re-run the `up` that did not finish (its phases are the recorded ones): Pulumi retries what is
+        left, the deletes of what the step retires."""
+        b, t = dict(before), dict(phases)
+        self.say(f"{self.stack.name}: the last `up` ({describe(b)} -> {describe(t)}) did not finish; re-running it")
+        self.select(cfg, t)
+        failures = Failures()
+        try:
+            self.stack.up(on_output=self.say, on_event=failures, policy_packs=self._packs())
+        except auto.CommandError as e:
+            return Report(b, t, "failed", failures.last_error or _last_line(str(e)))
+        return Report(b, t, "finished")
 
 
 def _last_line(text: str) -> str:

@@ -1,8 +1,12 @@
 """`make advance`: one verified step, and the step back when its postcheck fails (ops/advance.py).
 
 A fake stack stands for the Automation API's: it records config changes and the commands run, and
-its `up` fails the way Pulumi does when the postcheck Job fails (pulumi-kubernetes' Job await
-reports the pod's termination message, which the check's one-line verdict is).
+its `up` fails the way Pulumi does, with the engine events an `up` of the Automation API hands its
+`on_event` callback (pulumi 3.272 sdk/python/lib/pulumi/automation/events.py EngineEvent.from_json,
+from the engine's JSON: pkg/apitype/events.go). A failed Job is what pulumi-kubernetes' Job await
+reports (provider/pkg/provider/provider.go partialError: its reasons, which the engine keeps as the new
+state's initErrors; await/job.go and checker/pod/check.go containerTerminatedError: "[<Reason>]
+<termination message>"), the termination message being the check's one line.
 """
 
 from __future__ import annotations
@@ -13,23 +17,66 @@ from dataclasses import dataclass, field
 import pytest
 from pulumi import automation as auto
 
-from ops.advance import Advance, AdvanceError, main, postcheck_line, stack_config
+from components.checks import postcheck_urn
+from ops.advance import Advance, AdvanceError, Failures, main, postcheck_verdict, stack_config
 from tests.conftest import ROOT
 
 PROJECT = "consul-mesh-migration"
-FAILED_POSTCHECK = (
-    "error: resource urn:...:Job::checks-postcheck was successfully created, but the Kubernetes API server "
-    "reported that it failed to fully initialize or become live: Resource 'postcheck-7f2' was created but "
-    "failed to initialize\n    * [BackoffLimitExceeded] Job has reached the specified backoff limit\n"
-    '    * [Error] postcheck upstreams: expected {"api (mesh)"}, saw {"api (mesh)": 18, "api (non-mesh)": 2}'
-)
+POSTCHECK = postcheck_urn("dev", PROJECT)
+VERDICT = 'postcheck upstreams: expected {"api (mesh)"}, saw {"api (mesh)": 18, "api (non-mesh)": 2} in 20 requests'
+
+
+def job_failed(urn: str, line: str | None, op: str = "create") -> list[dict]:
+    """The events of a Job whose pod exited with `line` as its termination message (None: a Job past its
+    deadline, whose pod never ended on its own: pulumi-kubernetes reports the Job's condition only)."""
+    ended = ["[BackoffLimitExceeded] Job has reached the specified backoff limit", f"[Error] {line}"]
+    reasons = [
+        f'resource "{urn}" was successfully created, but the Kubernetes API server reported that it failed to '
+        "fully initialize or become live: Resource 'checks-postcheck-7f2' was created but failed to initialize",
+        *(ended if line else ["[DeadlineExceeded] Job was active longer than specified deadline"]),
+    ]
+    message = reasons[0] + "".join(f"\n    * {r}" for r in reasons[1:])
+    return [
+        {"sequence": 7, "diagnosticEvent": {"urn": urn, "message": message, "severity": "error", "color": "never"}},
+        {
+            "sequence": 8,
+            "resOpFailedEvent": {
+                "metadata": {
+                    "op": op,
+                    "urn": urn,
+                    "type": "kubernetes:batch/v1:Job",
+                    "provider": "",
+                    "new": {"type": "kubernetes:batch/v1:Job", "urn": urn, "initErrors": reasons},
+                },
+                "status": 1,
+                "steps": 1,
+            },
+        },
+    ]
+
+
+def delete_failed(urn: str, message: str) -> list[dict]:
+    return [
+        {"sequence": 3, "diagnosticEvent": {"urn": urn, "message": message, "severity": "error", "color": "never"}},
+        {
+            "sequence": 4,
+            "resOpFailedEvent": {
+                "metadata": {"op": "delete", "urn": urn, "type": "kubernetes:apps/v1:Deployment", "provider": ""},
+                "status": 1,
+                "steps": 1,
+            },
+        },
+    ]
+
+
+FAILED_POSTCHECK = job_failed(POSTCHECK, VERDICT)
 
 
 @dataclass
 class FakeStack:
     config: dict[str, str]
     outputs_: dict[str, object]
-    fail_ups: list[str] = field(default_factory=list)  # the errors of the next ups, in order
+    fail_ups: list[list[dict]] = field(default_factory=list)  # the engine events of the next failing ups
     calls: list[str] = field(default_factory=list)
     name: str = "dev"
     packs: list[list[str] | None] = field(default_factory=list)  # the policy packs of each preview and up
@@ -48,11 +95,16 @@ class FakeStack:
         self.calls.append("preview")
         self.packs.append(policy_packs)
 
-    def up(self, *, on_output=None, policy_packs=None):
+    def up(self, *, on_output=None, on_event=None, policy_packs=None):
         self.calls.append(f"up {self.config[f'{PROJECT}:phase']}")
         self.packs.append(policy_packs)
         if self.fail_ups:
-            raise auto.CommandError(auto.CommandResult("", self.fail_ups.pop(0), 1))
+            events = [auto.EngineEvent.from_json(e) for e in self.fail_ups.pop(0)]
+            for event in events:
+                if on_event is not None:
+                    on_event(event)
+            text = "\n".join(e.diagnostic_event.message for e in events if e.diagnostic_event)
+            raise auto.CommandError(auto.CommandResult("", text, 1))
 
     def outputs(self):
         return {k: auto.OutputValue(value=v, secret=False) for k, v in self.outputs_.items()}
@@ -115,7 +167,7 @@ def test_a_failed_postcheck_steps_back_to_the_last_verified_phase_and_reports_it
         f"set {PROJECT}:phase=permissive",
         "up permissive",
     ]
-    assert report.detail.startswith("postcheck upstreams: expected")
+    assert report.detail == VERDICT
     assert "stepped back to permissive" in report.text()
     assert any("stepping back" in line for line in lines)
 
@@ -131,18 +183,45 @@ def test_every_preview_and_up_runs_this_checkouts_policy_pack_the_step_back_too(
     assert (ROOT / "policy" / "PulumiPolicy.yaml").exists()
 
 
-def test_another_failure_stops_without_a_step_back():
+NAT = "urn:pulumi:dev::consul-mesh-migration::aws:ec2/natGateway:NatGateway::network-nat-0"
+V1 = (
+    "urn:pulumi:dev::consul-mesh-migration::consul-mesh-migration:services:DemoServices"
+    "$kubernetes:apps/v1:Deployment::services-api-v1"
+)
+
+
+@pytest.mark.parametrize(
+    ("events", "why"),
+    [
+        (delete_failed(NAT, "timed out waiting for the NAT gateway"), "another resource failed"),
+        # The postcheck passed; a delete after it failed: the step stays, with two seals (migration/guard.py).
+        (delete_failed(V1, 'deleting "api-v1": context deadline exceeded'), "a delete failed after the postcheck"),
+        # The check could not run (exit 2): no verdict on the step.
+        (
+            job_failed(POSTCHECK, "cannot check: postcheck kubernetes: listing the pods app=api in api failed"),
+            "no verdict",
+        ),
+        # The Job never ran its script to the end (the image, the node): its deadline passed.
+        (job_failed(POSTCHECK, None), "past its deadline"),
+        # Another Job's failure that mentions the postcheck in its text is not the postcheck's.
+        (
+            job_failed(POSTCHECK.replace("checks-postcheck", "checks-precheck"), VERDICT.replace("post", "pre")),
+            "the precheck",
+        ),
+    ],
+)
+def test_anything_but_the_postchecks_own_verdict_stops_without_a_step_back(events, why):
     s = stack("permissive", "permissive")
-    s.fail_ups = ["error: timed out waiting for the NAT gateway"]
+    s.fail_ups = [events]
     report = Advance(s, say=lambda _: None).run()
-    assert report.outcome == "failed"
+    assert report.outcome == "failed", why
     assert s.calls[-1] == "up strict"
-    assert "not on its postcheck" in report.text()
+    assert "not on its postcheck's verdict" in report.text()
 
 
 def test_a_failed_step_back_says_what_to_do():
     s = stack("permissive", "permissive")
-    s.fail_ups = [FAILED_POSTCHECK, "error: the cluster is unreachable"]
+    s.fail_ups = [FAILED_POSTCHECK, delete_failed(NAT, "the cluster is unreachable")]
     report = Advance(s, say=lambda _: None).run()
     assert report.outcome == "step-back-failed"
     assert "run `make up` with those phases" in report.text()
@@ -155,31 +234,33 @@ def test_nothing_to_do_once_every_service_is_hardened():
     assert s.calls == []
 
 
-@pytest.mark.parametrize(
-    ("outputs", "message"),
-    [
-        ({}, "no recorded phases"),
-        (
-            {
-                "phases": {"api": "strict", "web": "strict"},
-                "seal-a": {"phases": {"api": "permissive", "web": "permissive"}},
-                "seal-b": {"phases": {"api": "strict", "web": "strict"}},
-            },
-            "did not finish",
-        ),
-    ],
-)
-def test_a_stack_without_a_verified_state_is_not_advanced(outputs, message):
-    s = FakeStack({f"{PROJECT}:phase": "strict", f"{PROJECT}:platform": "kubernetes"}, outputs)
-    with pytest.raises(AdvanceError, match=message):
+def test_a_stack_without_recorded_phases_is_not_advanced():
+    s = FakeStack({f"{PROJECT}:phase": "strict", f"{PROJECT}:platform": "kubernetes"}, {})
+    with pytest.raises(AdvanceError, match="no recorded phases"):
         Advance(s, say=lambda _: None).run()
 
 
-def test_the_postcheck_line_is_taken_from_pulumis_error():
-    assert postcheck_line(FAILED_POSTCHECK) == (
-        'postcheck upstreams: expected {"api (mesh)"}, saw {"api (mesh)": 18, "api (non-mesh)": 2}'
-    )
-    assert postcheck_line("error: something else") is None
+def test_an_up_that_did_not_finish_is_re_run_and_nothing_else():
+    """Two seals: the postcheck passed and the phases were recorded, a delete failed after it. The guard
+    allows only that step again (or the one before), and Pulumi retries the deletes."""
+    outputs = {
+        "phases": {"api": "strict", "web": "strict"},
+        "seal-a": {"phases": {"api": "permissive", "web": "permissive"}},
+        "seal-b": {"phases": {"api": "strict", "web": "strict"}},
+    }
+    s = FakeStack({f"{PROJECT}:phase": "permissive", f"{PROJECT}:platform": "kubernetes"}, outputs)
+    report = Advance(s, say=lambda _: None).run()
+    assert report.outcome == "finished"
+    assert s.calls == [f"set {PROJECT}:phase=strict", "up strict"]
+    assert "had not finished: re-ran it" in report.text()
+
+
+def test_the_verdict_is_the_postcheck_jobs_own_line():
+    failures = Failures()
+    for e in FAILED_POSTCHECK:
+        failures(auto.EngineEvent.from_json(e))
+    assert postcheck_verdict(failures, POSTCHECK) == VERDICT
+    assert postcheck_verdict(failures, POSTCHECK.replace("post", "pre")) is None
 
 
 def test_the_command_exits_non_zero_after_a_step_back(capsys):
