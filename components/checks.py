@@ -96,7 +96,13 @@ def precheck_document(fleet: Fleet, step: Step, verify: Verify) -> dict[str, Any
     plan = model.precheck_target(fleet, step)
     services = [
         mesh_check.Tightened(
-            t.name, t.namespace, t.port, t.selector, t.count_mesh_callers, tuple(_workload(c) for c in t.mesh_callers)
+            t.name,
+            t.namespace,
+            t.port,
+            t.selector,
+            t.count_mesh_callers,
+            tuple(_workload(c) for c in t.mesh_callers),
+            t.http,
         )
         for t in plan.services
     ]

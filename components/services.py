@@ -185,9 +185,7 @@ class DemoServices(pulumi.ComponentResource):
                 needs += args.config.needed_by(w)
             self.deployments[w.name] = k8s.apps.v1.Deployment(
                 f"{name}-{w.name}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=w.name, namespace=s.namespace, labels=w.labels
-                ),
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=w.name, namespace=s.namespace, labels=w.labels),
                 spec=deployment_spec(w, args.image, args.direct),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=gate.verdict(*needs)),
             )

@@ -82,7 +82,7 @@ def fleet_step(n: int) -> tuple[stubs.Step, int]:
         )
 
     k = max(range(1, len(waves)), key=lambda i: tightened(waves[i - 1], waves[i]))
-    targets = [{**base, **cfg.selecting(w, with_services=True)} for w in waves[max(0, k - 2) : k + 1]]
+    targets = [{**base, **cfg.selecting(w)} for w in waves[max(0, k - 2) : k + 1]]
     steps = stubs.walk(evaluate, targets)
     return steps[-1], tightened(waves[k - 1], waves[k])
 

@@ -35,6 +35,8 @@ import io
 import itertools
 import json
 import random
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -344,9 +346,6 @@ class Loopback:
             if behaviour == "reset":
                 sock = writer.get_extra_info("socket")
                 with contextlib.suppress(OSError):
-                    import socket
-                    import struct
-
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif behaviour == "alert":
                 writer.write(bytes([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]))  # TLS alert: protocol_version
@@ -411,7 +410,10 @@ class FakeCluster:
         self.rules: dict[str, list[Rule]] = {}  # service account "namespace/name" -> its rules
         self.tokens: dict[str, str] = {}  # token -> service account
         self.requests: list[tuple[str, str, str]] = []  # (service account, method, path)
-        self._ips = (f"127.0.{(n >> 8) & 255}.{n & 255}" for n in itertools.count(2) if n & 255 not in (0, 1, 255))
+        self._block, self._claim = _claim_block()
+        self._ips = (
+            f"127.{self._block}.{(n >> 8) & 255}.{n & 255}" for n in itertools.count(2) if n & 255 not in (0, 1, 255)
+        )
         self._ids = itertools.count(1000)
         self.rng = random.Random(17)
         self.net: Loopback | None = None
@@ -525,6 +527,7 @@ class FakeCluster:
     def stop(self) -> None:
         if self.net is not None:
             self.net.close()
+        self._claim.close()
 
     def _app(self, pod: FakePod) -> Handler:
         async def answer(method: str, target: str, headers: Mapping[str, str]) -> tuple[int, bytes, str]:
@@ -632,6 +635,23 @@ class FakeCluster:
         raise PermissionError(
             f'{resource} is forbidden: User "{who}" cannot {verb} resource "{resource}" in API group "{group}" {scope}'
         )
+
+
+CLAIM_PORT = 59999
+
+
+def _claim_block() -> tuple[int, socket.socket]:
+    """A /16 of 127.0.0.0/8 for one cluster's pods, held by a socket bound on its first address: clusters
+    of other test workers (or other checkouts on this machine) take other blocks."""
+    for block in random.SystemRandom().sample(range(16, 250), 234):
+        claim = socket.socket()
+        try:
+            claim.bind((f"127.{block}.0.1", CLAIM_PORT))
+        except OSError:
+            claim.close()
+            continue
+        return block, claim
+    raise RuntimeError("no free block of loopback addresses for a stub cluster")
 
 
 def _status(code: int, reason: str, message: str) -> tuple[int, bytes, str]:

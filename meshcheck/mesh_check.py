@@ -163,6 +163,9 @@ class Tightened:
     # it still dials the pod IPs), so its plain text would be refused like any other.
     count_mesh_callers: bool = False
     mesh_callers: tuple[Workload, ...] = ()  # their sidecars' open passthrough connections bound the live ones
+    # Its mTLS chain is Envoy's HTTP connection manager (protocol http, http2, grpc): the statistics then
+    # count the permissive chain's open connections apart. False (tcp): they cannot, and are not read.
+    http: bool = True
 
 
 @dataclass(frozen=True)
@@ -974,12 +977,16 @@ class AccessLog:
             if _present(get(TLS)):
                 return Record("mtls", remote, start, peer=str(get(PEER) or ""))
             return Record("plaintext" if on_port else "probe", remote, start)
-        # Consul's default format has no TLS field: the mTLS chain's and the expose paths' HTTP
-        # connection managers log requests, the permissive chain's TCP proxy logs connections, with
-        # no HTTP fields (every fleet service speaks http: migration/entries.py PROTOCOL).
-        if _present(get(METHOD)):
-            return Record("mtls" if _port(get(LOCAL)) == self.signal.public_listener_port else "probe", remote, start)
-        return Record("plaintext" if on_port else "other", remote, start)
+        # Consul's default format has no TLS field. The port tells the chains apart all the same: only
+        # the permissive chain takes connections sent to the service's own port (Envoy restores it with
+        # original_dst, and no mesh caller dials a permissive service's pod IPs over mTLS: dialedDirectly
+        # is never on while permissive), the mTLS chain takes those sent to the proxy's port, the expose
+        # paths those sent to their own.
+        if on_port:
+            return Record("plaintext", remote, start)
+        if _port(get(LOCAL)) == self.signal.public_listener_port:
+            return Record("mtls", remote, start)
+        return Record("probe" if _present(get(METHOD)) else "other", remote, start)
 
 
 CONSUL_DEFAULT_FORMAT_BY_OPERATOR = {op: key for key, op in CONSUL_DEFAULT_FORMAT.items()}
@@ -1213,9 +1220,9 @@ def _examine(
                 caller.services.add(svc.service)
                 caller.last = max(caller.last, rec.start)
     for pod in sidecars:
-        stats = sidecar_stats(pre, pod, deadline)
+        stats = sidecar_stats(pre, pod, deadline) if svc.http else None
         if stats is None:
-            reading.no_stats.append(_pod_ref(pod))
+            reading.no_stats.append(f"{_pod_ref(pod)} ({'no Prometheus port' if svc.http else 'a tcp service'})")
             continue
         reading.stats += 1
         if stats.plaintext_open:
@@ -1366,7 +1373,7 @@ def _summary(reading: Reading, names: str, window: str) -> str:
     open_now = sum(sum(c.values()) for c in reading.open.values())
     stats = f"{_plural(open_now, 'plain-text connection')} open now (statistics of {_plural(reading.stats, 'sidecar')})"
     if reading.no_stats:
-        stats += f"; open connections not read on {_listing(reading.no_stats)} (no Prometheus port)"
+        stats += f"; open connections not read on {_listing(reading.no_stats)}"
     skipped = f"; plain text refused already by {', '.join(reading.skipped)}" if reading.skipped else ""
     records = (
         f"{_plural(reading.logs, 'sidecar log')}, {_plural(reading.records, 'access-log record')}: "

@@ -13,6 +13,10 @@ to meshcheck/expectation.py, which builds the check script's document.
   (`dialed_directly` over the versions that run before and during the `up`), the callers whose
   sidecars' statistics bound the plain text they may hold open, and, when the target closes the Mesh,
   the services whose sidecars must call nothing outside it.
+
+A team's own workload (an adopted service) is left to its own checks (issue 19): its pods carry the
+team's labels, and it answers with no fake-service name; until they exist the config refuses
+`verify.enabled` with one (program/config.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 
 from .fleet import Fleet, Service
 from .phases import mesh_closed, refuses_plain_text
+from .protocols import l7
 from .step import Step, dialed_directly
 from .workloads import Workload, reachable, selector, workloads
 
@@ -59,6 +64,8 @@ def postcheck_services(fleet: Fleet, step: Step) -> list[ServiceCheck]:
         before = {w.name: w for w in workloads(fleet, filled) if w.service.name in step.deployed}
     out = []
     for s in fleet.services:
+        if s.adopted:
+            continue
         running = [_version(w, True) for w in after.values() if w.service.name == s.name]
         retiring = [_version(w, False) for n, w in before.items() if w.service.name == s.name and n not in after]
         out.append(ServiceCheck(s.name, s.namespace, s.port, selector(s), (*running, *retiring)))
@@ -80,6 +87,9 @@ class Tightened:
     # caller still dials its pod IPs, so such a caller's plain text would be refused too.
     count_mesh_callers: bool
     mesh_callers: tuple[Service, ...]  # callers whose sidecars may hold plain text open to it
+    # Its mTLS chain is an HTTP connection manager, so the sidecar's statistics count the permissive
+    # chain's open connections apart (a tcp service's mTLS chain is a TCP proxy too).
+    http: bool
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ def precheck_target(fleet: Fleet, step: Step) -> PrecheckTarget:
     re-run of a step as on its first run (it stays on while the service keeps its phase), so the
     precheck's document, and its Job, is the same on every run of one step.
     """
-    strict = [s for s in fleet.services if refuses_plain_text(step.target[s.name], s.migrates)]
+    strict = [s for s in fleet.services if not s.adopted and refuses_plain_text(step.target[s.name], s.migrates)]
     services = tuple(
         Tightened(
             s.name,
@@ -105,8 +115,9 @@ def precheck_target(fleet: Fleet, step: Step) -> PrecheckTarget:
             selector(s),
             not dialed_directly(fleet, step, s.name),
             tuple(fleet.service(c) for c in fleet.callers(s.name)),
+            l7(s.protocol),
         )
         for s in strict
     )
-    outbound = fleet.services if mesh_closed(step.target) else ()
+    outbound = tuple(s for s in fleet.services if not s.adopted) if mesh_closed(step.target) else ()
     return PrecheckTarget(services, outbound)

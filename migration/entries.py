@@ -57,6 +57,7 @@ def mesh_protocol(fleet: Fleet) -> Protocol | None:
     """
     return PROTOCOL if not any(s.adopted for s in fleet.services) else None
 
+
 # The sidecars' access-log format (ProxyDefaults accessLogs.jsonFormat): Consul's default format
 # (hashicorp/consul agent/xds/accesslogs/accesslogs.go, defaultJSONFormat), so what reads that keeps
 # working, plus what tells the inbound filter chains apart, which the precheck reads: the TLS version

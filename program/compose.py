@@ -331,4 +331,3 @@ def check_settings(cfg: StackConfig) -> Verify:
         post=mesh_check.PostTimeouts(request=v.request_seconds, settle=v.settle_seconds, total=v.postcheck_seconds),
         pre=mesh_check.PreTimeouts(total=v.precheck_seconds),
     )
-

@@ -27,8 +27,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components.access import Grant, Level
-from migration.adoption import INJECTOR_SKIPS_NAMESPACES
 from meshcheck.mesh_check import Gateway, PostTimeouts, Precheck, PreTimeouts, default
+from migration.adoption import INJECTOR_SKIPS_NAMESPACES
 from migration.fleet import AddressVariable, Adopted, Fleet, FleetError, Problem, Service, check_graph
 from migration.outside import Destination, Outside, OutsideKind
 from migration.phases import Phase

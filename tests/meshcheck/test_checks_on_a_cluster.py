@@ -38,7 +38,7 @@ def race_free_targets(stack: str = "local") -> list[dict[str, Any]]:
     base = {"services": FIVE}
     cfg = parse_config(project_keys(stack_config(stack, base)))
     waves = plan(cfg.fleet(), cfg.target()).waves
-    return [base, *({**base, **cfg.selecting(w, with_services=True)} for w in waves)]
+    return [base, *({**base, **cfg.selecting(w)} for w in waves)]
 
 
 @pytest.fixture(scope="module")
