@@ -312,6 +312,7 @@ def run_program(
                     run.output_dependencies[key] = {_sync_await(r.urn.future()) or "" for r in resources}
     except Exception as e:  # the caller inspects run.error
         run.error = f"{type(e).__name__}: {e}"
+        _REPORTED.add(run.error)
         _drain()
     finally:
         os.chdir(cwd)
@@ -326,6 +327,22 @@ def _alias(alias: Any) -> dict[str, str]:
     return {"urn": alias.urn}
 
 
+# The errors of failed runs, already in their Run.error.
+_REPORTED: set[str] = set()
+
+
+def _quiet_reported(loop: Any, context: dict[str, Any]) -> None:
+    """The loop's exception handler: a failed run leaves Outputs whose futures hold its error and that
+    nothing awaits; when the garbage collector frees them, asyncio logs each with its traceback. Those
+    are dropped (the error is in Run.error). Formatting them was also a hazard: CPython 3.11's traceback
+    calls ast.parse, and a collection that runs inside another ast.parse makes that one fail with
+    "SystemError: AST constructor recursion depth mismatch"."""
+    exc = context.get("exception")
+    if context.get("message") == "Future exception was never retrieved" and f"{type(exc).__name__}: {exc}" in _REPORTED:
+        return
+    loop.default_exception_handler(context)
+
+
 def _drain() -> None:
     """Settle what a failed run left pending, so that its errors don't surface in the next run."""
     import asyncio
@@ -333,6 +350,7 @@ def _drain() -> None:
     from pulumi.runtime.settings import SETTINGS, _get_rpc_manager
 
     loop = asyncio.get_event_loop()
+    loop.set_exception_handler(_quiet_reported)
     tracked: set[asyncio.Future[Any]] = SETTINGS.outputs  # type: ignore[attr-defined]  # a context property
     while tracked:
         pending = list(tracked)
