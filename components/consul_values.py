@@ -32,6 +32,8 @@ UI_SERVICE = f"{FULLNAME}-ui"
 # The chart's terminating gateway (its default name in values.yaml terminatingGateways.gateways): the
 # Consul service it registers and the name of the TerminatingGateway entry that links services to it.
 TERMINATING_GATEWAY = "terminating-gateway"
+# The CA the chart's tls-init Job writes (key tls.crt) when TLS is on and no CA is given.
+CA_SECRET = f"{FULLNAME}-ca-cert"
 
 # What the gateway controller copies from a Gateway to the Service it creates for it. A key the
 # Gateway does not carry is simply not copied, so the list does not depend on the gateway config.

@@ -61,6 +61,8 @@ class RegionPrices:
     ebs_gp3: float  # $ per GB-month
     logs_ingestion: float  # $ per GB, CloudWatch Logs (vended logs: first 10 TB a month)
     logs_storage: float  # $ per GB-month, CloudWatch Logs
+    s3_storage: float  # $ per GB-month, S3 Standard (first 50 TB)
+    s3_put: float  # $ per PUT request
 
 
 PRICES: Mapping[str, RegionPrices] = {
@@ -90,6 +92,8 @@ PRICES: Mapping[str, RegionPrices] = {
         ebs_gp3=0.08,
         logs_ingestion=0.50,
         logs_storage=0.03,
+        s3_storage=0.023,
+        s3_put=0.005 / 1000,
     ),
 }
 
@@ -99,6 +103,7 @@ FLOW_LOG_GB_PER_NODE_HOUR = 0.001  # ~7,500 records of ~130 bytes an hour per no
 CONTROL_PLANE_LOG_GB_PER_HOUR = {"audit": 0.02}  # ~0.5 GB a day from an idle cluster's controllers
 OTHER_CONTROL_PLANE_LOG_GB_PER_HOUR = 0.002  # api, authenticator, controllerManager, scheduler, each
 
+SNAPSHOT_GB = 0.001  # one snapshot of a demo's Consul state: well under 1 MB (a team's catalog: more)
 CONSUL_SERVER_STORAGE = "10Gi"  # the Consul chart's server.storage default; the project leaves it
 NODE_VOLUME_GB = 20  # EKS's own default root volume, when no launch template sets one
 PUBLIC_SUBNET_TAG = "kubernetes.io/role/elb"
@@ -135,6 +140,7 @@ def hourly_cost(run: Run) -> tuple[float, list[CostLine]]:
         *_load_balancers(run, prices),
         *_volumes(run, prices),
         *_flow_logs(run, prices),
+        *_snapshots(run, prices),
     ]
     return round(sum(line.hourly or 0.0 for line in lines), 6), lines
 
@@ -258,6 +264,37 @@ def _flow_logs(run: Run, prices: RegionPrices) -> list[CostLine]:
     stored_gb = gb_per_hour * 24 * days
     hourly = gb_per_hour * prices.logs_ingestion + stored_gb * prices.logs_storage / HOURS_PER_MONTH
     return [CostLine("flow logs", hourly, estimate=True)]
+
+
+def _snapshots(run: Run, prices: RegionPrices) -> list[CostLine]:
+    """Consul's snapshots (components/snapshots.py): a PUT each, kept as long as the bucket's lifecycle says."""
+    crons = [c for c in run.of_type("kubernetes:batch/v1:CronJob") if c.name.endswith("snapshots-save")]
+    rules = [
+        r
+        for b in run.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+        for r in b.inputs.get("rules") or []
+    ]
+    if not crons or not rules:
+        return []
+    per_day = _runs_per_day(str(crons[0].inputs["spec"]["schedule"]))
+    days = int((rules[0].get("expiration") or {}).get("days") or 0)
+    stored_gb = per_day * days * SNAPSHOT_GB
+    hourly = per_day / 24 * prices.s3_put + stored_gb * prices.s3_storage / HOURS_PER_MONTH
+    return [CostLine(f"Consul snapshots ({per_day:g} a day, kept {days} days)", hourly, estimate=True)]
+
+
+def _runs_per_day(schedule: str) -> float:
+    """How often a five-field cron schedule fires a day, for the common forms (N, */N, a,b, *)."""
+    minute, hour = schedule.split()[:2]
+
+    def count(field: str, span: int) -> float:
+        if field == "*":
+            return span
+        if field.startswith("*/"):
+            return span / int(field[2:])
+        return len(field.split(","))
+
+    return count(minute, 60) * count(hour, 24)
 
 
 def _gib(quantity: str) -> float:

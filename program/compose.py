@@ -25,6 +25,7 @@ from components.iam import Iam
 from components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.network import Network, NetworkArgs
 from components.services import DemoServices, DemoServicesArgs
+from components.snapshots import ConsulSnapshots, ConsulSnapshotsArgs
 from components.target import ClusterTarget, ExistingCluster, ExistingClusterArgs, Gate
 from meshcheck import mesh_check
 from meshcheck.expectation import Verify
@@ -58,24 +59,30 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     deployed = deployed_outputs()
     gate = phase_gate(cfg, deployed)
     pinned = version_gate(cfg, deployed)
-    target = _platform(cfg, outputs, pinned)
+    target, eks = _platform(cfg, outputs, pinned)
     consul = _consul(cfg, target, outputs, pinned)
+    if eks is not None and cfg.snapshots_enabled():
+        _snapshots(cfg, eks, consul, target, outputs)
     gateway = _gateway(cfg, target, consul, outputs)
     applied = _migration(cfg, target, consul, gateway, gate, outputs)
     record(cfg, gate, applied, outputs)
     return outputs
 
 
-def _platform(cfg: StackConfig, outputs: dict[str, Any], pinned: pulumi.Output[dict[str, str]]) -> ClusterTarget:
+def _platform(
+    cfg: StackConfig, outputs: dict[str, Any], pinned: pulumi.Output[dict[str, str]]
+) -> tuple[ClusterTarget, EksCluster | None]:
     if cfg.platform == "eks":
         return _eks(cfg, outputs, pinned)
     existing = ExistingCluster(
         "cluster", ExistingClusterArgs(kubeconfig=cfg.cluster.kubeconfig, context=cfg.cluster.context)
     )
-    return existing.target()
+    return existing.target(), None
 
 
-def _eks(cfg: StackConfig, outputs: dict[str, Any], pinned: pulumi.Output[dict[str, str]]) -> ClusterTarget:
+def _eks(
+    cfg: StackConfig, outputs: dict[str, Any], pinned: pulumi.Output[dict[str, str]]
+) -> tuple[ClusterTarget, EksCluster]:
     """VPC -> EKS with managed nodes and EBS CSI -> AWS Load Balancer Controller (issue 3).
 
     The controller waits for the nodes; whatever creates a Service waits for `ready` (the controller
@@ -132,7 +139,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any], pinned: pulumi.Output[dict[s
     outputs["clusterName"] = cluster.cluster_name
     outputs["vpcId"] = network.vpc_id
     outputs["kubeconfig"] = cluster.kubeconfig  # a secret
-    return ClusterTarget(
+    target = ClusterTarget(
         platform="eks",
         provider=cluster.provider,
         ready=[controller.release, cluster.default_storage_class],
@@ -140,6 +147,7 @@ def _eks(cfg: StackConfig, outputs: dict[str, Any], pinned: pulumi.Output[dict[s
         # Not a secret: the endpoint's URL, which servers outside the cluster validate tokens at.
         api_server=pulumi.Output.unsecret(cluster.kubeconfig.apply(_server_of)),
     )
+    return target, cluster
 
 
 def _server_of(kubeconfig: str | dict[str, Any]) -> str:
@@ -208,6 +216,25 @@ def _external(cfg: StackConfig) -> ExternalSettings | None:
         token_secret=(e.bootstrap_token.secret_name, e.bootstrap_token.secret_key),
         auth_method_host=e.k8s_auth_method_host,
     )
+
+def _snapshots(
+    cfg: StackConfig, cluster: EksCluster, consul: Consul, target: ClusterTarget, outputs: dict[str, Any]
+) -> None:
+    """Consul's state to S3 on a schedule, and the restore to run by hand (issue 21 item 13)."""
+    s = cfg.consul.snapshots
+    snapshots = ConsulSnapshots(
+        "snapshots",
+        ConsulSnapshotsArgs(
+            cluster=cluster,
+            consul=consul,
+            image=cfg.versions.check_image,
+            schedule=s.schedule,
+            retention_days=s.retention_days,
+            protect=cfg.cluster.protect,
+        ),
+        opts=target.providers(),
+    )
+    outputs["snapshotBucket"] = snapshots.bucket.bucket
 
 
 def _gateway(cfg: StackConfig, target: ClusterTarget, consul: Consul, outputs: dict[str, Any]) -> ApiGateway:

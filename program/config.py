@@ -396,6 +396,7 @@ _INSTALL_ONLY = {
     "server_replicas": "the servers are not the program's",
     "ui": "the UI is the servers' own",
     "demo_prometheus": "the UI is the servers' own",
+    "snapshots": "the snapshots are of the servers the program installs; take the servers' own",
 }
 _EXISTING_NOT = {
     **_INSTALL_ONLY,
@@ -403,6 +404,21 @@ _EXISTING_NOT = {
     "mesh_gateways": "the release's own chart values decide it",
     "peering": "the release's own chart values decide it",
 }
+Cron = Annotated[
+    str,
+    Field(
+        pattern=r"^(\S+\s+){4}\S+$",
+        description='a five-field cron schedule (minute hour day month weekday) such as "17 * * * *"',
+    ),
+]
+
+
+class SnapshotConfig(_Model):
+    """Consul snapshots to S3 (platform eks): docs/operations/consul-state.md."""
+
+    enabled: bool | None = None  # unset: on where they can run (eks), off elsewhere
+    schedule: Cron = "17 * * * *"  # hourly, off the top of the hour
+    retention_days: int = Field(default=7, ge=1, le=3650)  # S3 lifecycle: older snapshots expire
 
 
 class ConsulConfig(_Model):
@@ -444,6 +460,7 @@ class ConsulConfig(_Model):
     def namespace(self) -> str:
         """Consul's Kubernetes namespace: the program's `consul`, or the existing release's."""
         return self.existing.namespace if self.existing else "consul"
+    snapshots: SnapshotConfig = Field(default_factory=lambda: SnapshotConfig())
 
     @field_validator("server_replicas")
     @classmethod
@@ -873,11 +890,13 @@ class StackConfig(_Model):
         if self.platform == "kubernetes":
             eks_only = {
                 "cluster.access": self.cluster.access or self.cluster.admin_role_arns,
+                "consul.snapshots.enabled": self.consul.snapshots.enabled,
             }
             for key, value in eks_only.items():
                 if value:
                     raise ValueError(
-                        f"{key} is for platform eks (EKS access entries); on platform kubernetes leave it unset"
+                        f"{key} is for platform eks (EKS access entries; an S3 bucket and IAM roles for "
+                        "snapshots); on platform kubernetes leave it unset"
                     )
         if self.platform == "eks" and "node_count" in self.cluster.model_fields_set:
             raise ValueError(
@@ -962,6 +981,11 @@ class StackConfig(_Model):
                 "kubernetes.default.svc; give the API server's address as the servers reach it "
                 "(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
             )
+    def snapshots_enabled(self) -> bool:
+        """Scheduled Consul snapshots: on by default where an S3 bucket can hold them, of the servers
+        the program installs."""
+        enabled = self.consul.snapshots.enabled
+        return self.platform == "eks" and self.consul.mode == "install" if enabled is None else enabled
 
     def service(self, name: str) -> ServiceConfig:
         return next(s for s in self.services if s.name == name)

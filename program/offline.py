@@ -157,6 +157,8 @@ def _fake_state(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         )
     elif typ == "aws:iam/role:Role":
         state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{state['name']}"
+    elif typ == "aws:s3/bucket:Bucket":
+        state["bucket"] = f"{inputs.get('bucketPrefix', '')}mock"
     elif typ == "aws:iam/policy:Policy":
         state["arn"] = f"arn:aws:iam::{ACCOUNT}:policy/{state['name']}"
     elif typ.startswith("kubernetes:"):

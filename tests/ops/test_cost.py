@@ -15,6 +15,8 @@ DEMO = {"cluster": {"capacityType": "SPOT", "protect": False}}  # ops/demo.py --
 # the Consul server's 10 GB volume.
 FIXED = 0.10 + 0.045 + (0.0225 + 0.1 * 0.006) + 3 * 0.005 + 10 * 0.08 / 730
 NODE_VOLUMES = 2 * 30 * 0.08 / 730
+# Consul's snapshots: 24 PUTs a day, 168 snapshots of ~1 MB kept 7 days in S3 (components/snapshots.py).
+FIXED += 0.005 / 1000 + 168 * 0.001 * 0.023 / 730
 
 
 def logs(nodes: int = 2) -> float:
@@ -93,8 +95,19 @@ def test_a_demo_costs_at_most_27_cents_an_hour_with_its_consul_server_off_spot(p
             {"cluster": {"logTypes": ["audit"], "logRetentionDays": 90}},
             {"control-plane logs (audit) kept 90 days": 0.02 * (0.5 + 24 * 90 * 0.03 / 730)},
         ),
+        (  # four a day kept 30 days: 120 snapshots of ~1 MB in S3, and the PUTs
+            {"consul": {"snapshots": {"schedule": "0 */6 * * *", "retentionDays": 30}}},
+            {"Consul snapshots (4 a day, kept 30 days)": 4 / 24 * 0.005 / 1000 + 120 * 0.001 * 0.023 / 730},
+        ),
     ],
-    ids=["nat-per-zone", "ui-and-mesh-gateway-nlbs", "internal-gateway", "three-servers", "audit-log-only"],
+    ids=[
+        "nat-per-zone",
+        "ui-and-mesh-gateway-nlbs",
+        "internal-gateway",
+        "three-servers",
+        "audit-log-only",
+        "snapshots",
+    ],
 )
 def test_what_the_stack_renders_is_what_is_priced(program, config, expected):
     run = program(config)

@@ -195,7 +195,8 @@ def test_preview_reads_every_kind_the_program_manages_and_never_a_secret(program
         for r in run.resources
         if r.type.startswith("kubernetes:") and not r.type.startswith("kubernetes:helm.sh/")
     }
-    assert kinds - readable == set()
+    # Secrets are never readable: drift leaves them out of its refresh (the snapshot token's, here).
+    assert kinds - readable <= {("", "secrets")}
     assert ("", "secrets") not in readable and ("", "pods") not in readable
     role = runs[-1].of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
     preview = [r for r in role if r.k8s_name == PREVIEW_ROLE]

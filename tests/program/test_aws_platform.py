@@ -233,8 +233,8 @@ def test_the_flow_log_role_may_only_write_log_streams_of_its_own_log_group(dev):
 def test_flow_logs_can_be_turned_off(program):
     run = program({"network": {"flowLogs": False}})
     assert run.error is None, run.error
-    for type_ in ("aws:ec2/flowLog:FlowLog", "aws:iam/rolePolicy:RolePolicy"):
-        assert run.of_type(type_) == []
+    assert run.of_type("aws:ec2/flowLog:FlowLog") == []
+    assert not [p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == "network-flow-logs"]
     assert [g.name for g in run.of_type("aws:cloudwatch/logGroup:LogGroup")] == ["cluster-logs"]  # the control plane's
     assert not [r for r in run.of_type("aws:iam/role:Role") if "vpc-flow-logs" in r.inputs["assumeRolePolicy"]]
 
@@ -574,7 +574,8 @@ def test_consul_servers_never_run_on_spot(dev, wide):
 def test_every_iam_role_and_policy_carries_the_stacks_path_tags_and_boundary(dev, wide):
     for run, boundary in ((dev, None), (wide, BOUNDARY)):
         made = run.of_type("aws:iam/role:Role") + run.of_type("aws:iam/policy:Policy")
-        assert len(made) == 5  # node, EBS CSI, flow logs, the LB controller's role and policy
+        # node, EBS CSI, flow logs, the LB controller's role and policy, the snapshots' two roles
+        assert len(made) == 7
         for r in made:
             assert r.inputs["path"] == "/consul-mesh-migration/dev/"
             assert r.inputs["namePrefix"].endswith("-")

@@ -105,6 +105,18 @@ BAD = [
         },
         ["cluster.access is for platform eks", "EKS access entries"],
     ),
+    (
+        {
+            "platform": "kubernetes",
+            "cluster": {"serviceCidr": "10.96.0.0/16"},
+            "consul": {"dnsClusterIp": "10.96.0.53", "snapshots": {"enabled": True}},
+        },
+        ["consul.snapshots.enabled is for platform eks", "S3 bucket"],
+    ),
+    (
+        {"consul": {"snapshots": {"schedule": "hourly"}}},
+        ["consul.snapshots.schedule", "'hourly'", "five-field cron schedule"],
+    ),
     ({"consul": {"dnsClusterIp": "10.96.0.10"}}, ["consul.dnsClusterIp 10.96.0.10", "172.20.0.0/16"]),
     ({"consul": {"dnsClusterIp": "172.20.0.10"}}, ["consul.dnsClusterIp 172.20.0.10", "kube-dns", "172.20.0.53"]),
     (

@@ -4,7 +4,8 @@
 above it; `components/` turns it into resources and never reaches into `program/`, which loads
 config and composes; `ops/` and `devtools/` (what make, CI and developers run) sit on top. Two
 programs run elsewhere and import nothing of ours: `meshcheck/` is the check Job's program (its
-script runs alone in the Job's image) and `policy/` the policy pack (its own virtualenv). A
+script runs alone in the Job's image), `consulbackup/` the snapshot Jobs' (likewise) and `policy/`
+the policy pack (its own virtualenv). A
 newcomer can then read each layer on its own.
 """
 
@@ -17,12 +18,13 @@ import pytest
 
 from tests.conftest import ROOT
 
-OURS = ("migration", "components", "meshcheck", "program", "ops", "devtools", "policy")
+OURS = ("migration", "components", "meshcheck", "consulbackup", "program", "ops", "devtools", "policy")
 PULUMI = ("pulumi", "pulumi_aws", "pulumi_eks", "pulumi_kubernetes")
 
 FORBIDDEN = {
     "migration": (*PULUMI, *(o for o in OURS if o != "migration")),
     "meshcheck": (*PULUMI, *(o for o in OURS if o != "meshcheck")),
+    "consulbackup": (*PULUMI, *(o for o in OURS if o != "consulbackup")),
     "policy": tuple(o for o in OURS if o != "policy"),
     "components": ("program", "ops", "devtools", "policy"),
     "program": ("ops", "devtools", "policy"),
