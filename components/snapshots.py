@@ -100,13 +100,15 @@ class ConsulSnapshots(pulumi.ComponentResource):
         # The type token is state identity (in every URN below it), not a module path: it never changes.
         super().__init__("consul-mesh-migration:snapshots:ConsulSnapshots", name, None, opts)
         self._name, self._args = name, args
+        assert args.consul.release is not None  # snapshots are of the servers the program installs
+        self._release = args.consul.release
         self.bucket = self._bucket()
         self._role("snapshot", SAVE_ACCOUNT, save_policy)
         self._role("snapshot-restore", RESTORE_ACCOUNT, restore_policy)
         script = SCRIPT.read_text()
         self._script_hash = hashlib.sha256(script.encode()).hexdigest()[:16]
         ns = args.consul.namespace
-        after_consul = pulumi.ResourceOptions(parent=self, depends_on=[args.consul.release])
+        after_consul = pulumi.ResourceOptions(parent=self, depends_on=[self._release])
         self._script = k8s.core.v1.ConfigMap(
             f"{name}-script",
             metadata={"name": "consul-snapshot", "namespace": ns},
@@ -195,7 +197,7 @@ class ConsulSnapshots(pulumi.ComponentResource):
             f"{name}-{what}",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=account, namespace=ns, annotations={IRSA_ROLE_ARN: role.arn}),
             automount_service_account_token=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.consul.release]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._release]),
         )
         return role
 
@@ -203,7 +205,7 @@ class ConsulSnapshots(pulumi.ComponentResource):
         """Once: the snapshot token, into a Secret the program makes empty and never writes again."""
         name, args = self._name, self._args
         ns = args.consul.namespace
-        after_consul = pulumi.ResourceOptions(parent=self, depends_on=[args.consul.release])
+        after_consul = pulumi.ResourceOptions(parent=self, depends_on=[self._release])
         secret = k8s.core.v1.Secret(
             f"{name}-token",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=TOKEN_SECRET, namespace=ns),

@@ -217,6 +217,7 @@ def _external(cfg: StackConfig) -> ExternalSettings | None:
         auth_method_host=e.k8s_auth_method_host,
     )
 
+
 def _snapshots(
     cfg: StackConfig, cluster: EksCluster, consul: Consul, target: ClusterTarget, outputs: dict[str, Any]
 ) -> None:

@@ -460,6 +460,7 @@ class ConsulConfig(_Model):
     def namespace(self) -> str:
         """Consul's Kubernetes namespace: the program's `consul`, or the existing release's."""
         return self.existing.namespace if self.existing else "consul"
+
     snapshots: SnapshotConfig = Field(default_factory=lambda: SnapshotConfig())
 
     @field_validator("server_replicas")
@@ -981,6 +982,7 @@ class StackConfig(_Model):
                 "kubernetes.default.svc; give the API server's address as the servers reach it "
                 "(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
             )
+
     def snapshots_enabled(self) -> bool:
         """Scheduled Consul snapshots: on by default where an S3 bucket can hold them, of the servers
         the program installs."""
