@@ -17,7 +17,7 @@ its URN never changing: two resources sharing one field manager would take each 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from .annotations import (
     OVERWRITE_PROBES,
     PATCH_FIELD_MANAGER,
     SERVICE_PORT,
+    TPROXY_EXCLUDE_OUTBOUND_CIDRS,
     TRANSPARENT_PROXY,
 )
 from .config_entries import ConfigEntries
@@ -97,6 +98,7 @@ def read_workload(
     strategy = spec.get("strategy") or spec.get("update_strategy") or {}
     rolling = strategy.get("rolling_update") or {}
     path = ("spec", "template", "metadata", "annotations", INJECT)
+    direct_path = ("spec", "template", "metadata", "annotations", TPROXY_EXCLUDE_OUTBOUND_CIDRS)
     return model.LiveWorkload(
         kind=kind,
         namespace=str(metadata.get("namespace") or ""),
@@ -107,6 +109,8 @@ def read_workload(
         inject_owners=tuple(model.owners(managed, path)),
         transparent_proxy=annotations.get(TRANSPARENT_PROXY),
         registers_as=annotations.get(SERVICE_NAME),
+        direct=annotations.get(TPROXY_EXCLUDE_OUTBOUND_CIDRS),
+        direct_owners=tuple(model.owners(managed, direct_path)),
         service_account=str(pod.get("service_account_name") or "default"),
         host_network=bool(pod.get("host_network")),
         grace_seconds=int(pod.get("termination_grace_period_seconds") or 30),
@@ -145,9 +149,10 @@ def read_namespace(metadata: Mapping[str, Any] | None) -> model.LiveNamespace:
 
 def template_annotations(p: model.Patch) -> dict[str, str]:
     """consul-k8s v2.0.3's annotations for what the phase asks (connect-inject/constants)."""
+    direct = {TPROXY_EXCLUDE_OUTBOUND_CIDRS: ",".join(p.direct)} if p.direct else {}
     if not p.inject:
-        return {}
-    out = {INJECT: "true", TRANSPARENT_PROXY: "true", OVERWRITE_PROBES: "true"}
+        return direct
+    out = {INJECT: "true", TRANSPARENT_PROXY: "true", OVERWRITE_PROBES: "true", **direct}
     if p.service_port is not None:
         out[SERVICE_PORT] = str(p.service_port)
     if p.exclude_inbound_ports:
@@ -211,6 +216,7 @@ def _live_of(kind: str, wmeta: Any, wspec: Any, smeta: Any, sspec: Any, nmeta: A
 class AdoptedWorkloadsArgs:
     fleet: Fleet
     target: Mapping[str, Phase]  # the phases this step selects
+    direct: Sequence[str] = ()  # CIDRs meshed pods reach without their sidecar (never_through_the_mesh)
 
 
 @dataclass
@@ -313,4 +319,4 @@ class AdoptedWorkloads(pulumi.ComponentResource):
         if live is None:
             # Offline: what the phase asks of the pod template, without what only the live object tells.
             return model.Patch(inject=model.injected(s, phase))
-        return model.patch(self._args.fleet, s, phase, live)
+        return model.patch(self._args.fleet, s, phase, live, self._args.direct)

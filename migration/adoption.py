@@ -95,6 +95,8 @@ class LiveWorkload:
     inject_owners: tuple[str, ...] = ()  # the field managers of that annotation
     transparent_proxy: str | None = None  # transparent-proxy
     registers_as: str | None = None  # connect-service: the Consul service name it registers as
+    direct: str | None = None  # transparent-proxy-exclude-outbound-cidrs: what its pods reach without the sidecar
+    direct_owners: tuple[str, ...] = ()  # the field managers of that annotation
     service_account: str = "default"
     host_network: bool = False
     grace_seconds: int = 30
@@ -240,14 +242,24 @@ class Patch:
     inject: bool = False  # the sidecar, transparent proxy, probes moved to Envoy
     service_port: int | None = None  # the container port Consul registers
     exclude_inbound_ports: tuple[int, ...] = ()  # probe ports that must not go through the sidecar
+    direct: tuple[str, ...] = ()  # CIDRs the pods keep reaching without the sidecar (the API, link-local)
     container: str | None = None  # the app container the fields below belong to
     pre_stop_seconds: int | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     max_unavailable_zero: bool = False
 
 
-def patch(fleet: Fleet, service: Service, phase: Phase, live: Live) -> Patch:
-    """What the patch holds in `phase` (see the module docstring)."""
+def keeps_direct(service: Service, phase: Phase) -> bool:
+    """Whether the pods must already reach what every pod needs without their sidecar (the Kubernetes
+    API, the node's link-local services: migration/outside.py never_through_the_mesh), so that closing
+    the Mesh cuts none of it: with the sidecar (a migrating service), or from virtual on for one the team
+    injected itself (a roll of its own, before any `up` can close the Mesh)."""
+    return injected(service, phase) or (not service.migrates and phase >= Phase.VIRTUAL)
+
+
+def patch(fleet: Fleet, service: Service, phase: Phase, live: Live, direct: Sequence[str] = ()) -> Patch:
+    """What the patch holds in `phase` (see the module docstring); `direct`: the CIDRs every meshed
+    pod keeps reaching without its sidecar."""
     w = live.workload
     app = app_container(live, service.port)
     cp = target_port(live, service.port)
@@ -258,11 +270,14 @@ def patch(fleet: Fleet, service: Service, phase: Phase, live: Live) -> Patch:
         env = {a.env: a.virtual(fleet.service(a.upstream).port) for a in service.addresses}
     # A roll of ours keeps the wanted count of pods (surge instead) when nobody else decides it; kept
     # in every phase, so a step back rolls the same way.
-    rolls = service.migrates or bool(service.addresses)
+    rolls = True  # a migrating service's injection; one in the mesh from the start at virtual (`keeps_direct`)
     zero = w.kind == "Deployment" and rolls and not _others(w, ("spec", "strategy", "rollingUpdate", "maxUnavailable"))
+    theirs = [m for m in w.direct_owners if m != FIELD_MANAGER]
+    keep = tuple(direct) if direct and keeps_direct(service, phase) and app is not None and not theirs else ()
     return Patch(
         inject=inject,
         service_port=cp.container_port if inject and cp else None,
+        direct=keep,
         exclude_inbound_ports=tuple(_probe_ports_to_exclude(live, cp)) if inject else (),
         container=app.name if app and (pre_stop or env) else None,
         pre_stop_seconds=pre_stop,
@@ -304,7 +319,9 @@ def _drain_fits(w: LiveWorkload, app: Container) -> bool:
 # --- what to refuse ---------------------------------------------------------------------------------
 
 
-def live_problems(fleet: Fleet, service: Service, running: Sequence[Phase], live: Live) -> list[Problem]:
+def live_problems(
+    fleet: Fleet, service: Service, running: Sequence[Phase], live: Live, direct: Sequence[str] = ()
+) -> list[Problem]:
     """Everything that keeps this workload from joining the mesh, or the patch from applying, one line
     each. `running`: the service's phases before and after this `up`."""
     w, svc = live.workload, live.service
@@ -351,7 +368,22 @@ def live_problems(fleet: Fleet, service: Service, running: Sequence[Phase], live
     out += _probe_problems(w, cp)
     out += _rollout_problems(service, w)
     out += _address_problems(fleet, service, running, live)
+    out += _direct_problems(service, running, w, direct)
     return [Problem(service.name, line, "workload") for line in out]
+
+
+def _direct_problems(service: Service, running: Sequence[Phase], w: LiveWorkload, direct: Sequence[str]) -> list[str]:
+    theirs = [m for m in w.direct_owners if m != FIELD_MANAGER]
+    if not direct or not theirs or not any(keeps_direct(service, p) for p in running):
+        return []
+    missing = [c for c in direct if c not in (w.direct or "").split(",")]
+    if not missing:
+        return []  # the team's own value keeps what every pod needs: the program leaves it
+    return [
+        f"{w.ref} sets transparent-proxy-exclude-outbound-cidrs itself (managed by {', '.join(theirs)}) without "
+        f"{', '.join(missing)}, which every meshed pod must reach without its sidecar once the Mesh closes (the "
+        "Kubernetes API, the node's link-local services); add them to your value"
+    ]
 
 
 def _injection_problems(service: Service, w: LiveWorkload, ns: LiveNamespace) -> list[str]:
@@ -454,11 +486,15 @@ def _address_problems(fleet: Fleet, service: Service, running: Sequence[Phase], 
 
 
 def step_problems(
-    fleet: Fleet, target: Phases, running: Mapping[str, Sequence[Phase]], lives: Mapping[str, Live]
+    fleet: Fleet,
+    target: Phases,
+    running: Mapping[str, Sequence[Phase]],
+    lives: Mapping[str, Live],
+    direct: Sequence[str] = (),
 ) -> list[Problem]:
     """Every adopted service's live problems for this `up` (`running`: each service's phases)."""
     out: list[Problem] = []
     for s in fleet.services:
         if s.adopted and s.name in lives:
-            out += live_problems(fleet, s, running.get(s.name, [target[s.name]]), lives[s.name])
+            out += live_problems(fleet, s, running.get(s.name, [target[s.name]]), lives[s.name], direct)
     return out

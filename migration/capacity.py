@@ -82,8 +82,10 @@ def fleet_pods(fleet: Fleet, step: Step, adopted: Mapping[str, Adopted]) -> int:
             if step.before(s.name) is None:  # not patched yet: it runs as the team runs it (discovery's state)
                 running = [*running, Phase.DISCOVERY]
             states = {v for p in running for v in versions(p, s.migrates, adopted=True)}
-            moved_address = bool(s.addresses) and len({p >= Phase.VIRTUAL for p in running}) > 1
-            if len(states) > 1 or moved_address:
+            # Across virtual a caller's address variables change, and the pods of one in the mesh from
+            # the start take what they reach without the sidecar (migration/adoption.py keeps_direct).
+            crosses = (bool(s.addresses) or not s.migrates) and len({p >= Phase.VIRTUAL for p in running}) > 1
+            if len(states) > 1 or crosses:
                 total += live.surge  # adopted workloads roll in parallel: every surge at once
             continue
         alive = {v for p in running for v in versions(p, s.migrates)}

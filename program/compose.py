@@ -279,7 +279,13 @@ def _migration(
     adoption = None
     if any(s.adopted for s in fleet.services):
         # What the team's workloads run, read at preview and at up; nothing changes before it is judged.
-        adoption = AdoptedWorkloads("adoption", AdoptedWorkloadsArgs(fleet=fleet, target=phases), opts=children)
+        adoption = AdoptedWorkloads(
+            "adoption",
+            AdoptedWorkloadsArgs(
+                fleet=fleet, target=phases, direct=never_through_the_mesh(str(cfg.cluster.service_cidr))
+            ),
+            opts=children,
+        )
         namespaces.update(adoption.namespaces)
         step = live_gate(cfg, gate, adoption.lives)
     # A refused step fails `gate`, so no migration object is registered and none changes. The

@@ -28,6 +28,7 @@ from migration.guard import (
     check_versions,
     read_deployed,
 )
+from migration.outside import never_through_the_mesh
 from migration.step import Step, check_step
 
 from . import sizing
@@ -114,7 +115,8 @@ def judge_live(cfg: StackConfig, step: Step, lives: Mapping[str, Live]) -> Step:
     unread = [n for n in adopted if n not in lives]
     if unread:  # offline (make plan): no cluster to read
         pulumi.log.info(f"not read here (no cluster): {', '.join(unread)}; what runs is checked at preview and up")
-    problems = step_problems(fleet, step.target, {n: step.running(n) for n in fleet.names}, lives)
+    direct = never_through_the_mesh(str(cfg.cluster.service_cidr))
+    problems = step_problems(fleet, step.target, {n: step.running(n) for n in fleet.names}, lives, direct)
     if problems:
         raise ConfigError(cfg.describe(FleetError(problems)))
     check_capacity(cfg, step, {n: Adopted(live.workload.replicas, surge(live.workload)) for n, live in lives.items()})

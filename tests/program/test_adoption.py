@@ -17,8 +17,10 @@ import kubernetes_validate
 import pytest
 
 from devtools import workloads as live
+from migration.outside import never_through_the_mesh
 from migration.phases import PHASE_NAMES
-from program.offline import Run, run_program
+from program.config import parse_config, project_keys
+from program.offline import Run, run_program, stack_config
 
 from .test_kubernetes_validity import KUBERNETES_VERSION, _plain
 
@@ -26,7 +28,16 @@ PATCH = "kubernetes:apps/v1:DeploymentPatch"
 STS_PATCH = "kubernetes:apps/v1:StatefulSetPatch"
 CONSUL = "kubernetes:consul.hashicorp.com/v1alpha1"
 FIELD_MANAGER = {"pulumi.com/patchFieldManager": "consul-mesh-migration"}
+# What every meshed pod reaches without its sidecar once the Mesh closes, on the local stack's Service
+# range (migration/outside.py never_through_the_mesh): the Kubernetes API and the node's link-local.
+LOCAL_SERVICE_CIDR = str(parse_config(project_keys(stack_config("local"))).cluster.service_cidr)
+KEPT_DIRECT = {
+    "consul.hashicorp.com/transparent-proxy-exclude-outbound-cidrs": ",".join(
+        never_through_the_mesh(LOCAL_SERVICE_CIDR)
+    )
+}
 INJECTION = {
+    **KEPT_DIRECT,
     "consul.hashicorp.com/connect-inject": "true",
     "consul.hashicorp.com/transparent-proxy": "true",
     "consul.hashicorp.com/transparent-proxy-overwrite-probes": "true",
@@ -183,11 +194,13 @@ def test_at_virtual_the_program_sets_the_variable_the_team_named_and_nothing_bef
     assert "template" not in before  # web is injected by its own chart: the program leaves its template
     after = body(ok(render("virtual")), "web")["spec"]
     assert after["template"] == {
+        # Before any `up` can close the Mesh, web's own pods keep the API and link-local out of it.
+        "metadata": {"annotations": KEPT_DIRECT},
         "spec": {
             "containers": [
                 {"name": "web", "env": [{"name": "ORDERS_ADDR", "value": "http://orders.virtual.consul:80"}]}
             ]
-        }
+        },
     }
 
 
@@ -242,7 +255,9 @@ def test_without_a_cluster_to_read_the_plan_shows_what_config_alone_tells():
     nothing only the live object can tell (the port, the container, the rollout)."""
     run = ok(render("permissive", objects={}))
     annotations = body(run, "orders")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations == {k: v for k, v in INJECTION.items() if not k.endswith("connect-service-port")}
+    assert annotations == {
+        k: v for k, v in INJECTION.items() if not k.endswith(("connect-service-port", "exclude-outbound-cidrs"))
+    }
     assert set(body(run, "orders")["spec"]) == {"template"}
 
 
@@ -362,6 +377,16 @@ def broken_cluster() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
         ),
     )
     add("notmeshed", migrates=False)
+    add(
+        "ownexclude",
+        workload=live.deployment(
+            "ownexclude",
+            "shop",
+            [orders_container()],
+            service_account="ownexclude",
+            template_annotations={"consul.hashicorp.com/transparent-proxy-exclude-outbound-cidrs": "10.20.0.0/16"},
+        ),
+    )
     objects.append(
         live.deployment(
             "ownvar",
@@ -413,6 +438,7 @@ REFUSED = {
     "lossy": "rolls with maxUnavailable 1 (1 of 4 pods), set by helm: the injection roll would lose capacity",
     "ondelete": "StatefulSet shop/ondelete updates OnDelete",
     "notmeshed": "declared in the mesh from the start (migrates: false) but its pods are not injected",
+    "ownexclude": "sets transparent-proxy-exclude-outbound-cidrs itself (managed by helm) without 10.96.0.1/32,",
     "ownvar": "sets ORDERS_ADDR itself, managed by helm: the program never takes a field its owner manages",
 }
 
