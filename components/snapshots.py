@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,13 @@ class ConsulSnapshotsArgs:
     schedule: str
     retention_days: int
     protect: bool  # a protected stack keeps its snapshots when destroyed (no force_destroy)
+
+
+def bucket_prefix(stack: str) -> str:
+    """cmm-<stack>-snap-: the stack in the name (a policy can scope demo-* buckets), within S3's 37
+    characters for a prefix, in the letters a bucket name takes."""
+    name = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", stack.lower())).strip("-")[:26].rstrip("-")
+    return f"cmm-{name or 'stack'}-snap-"
 
 
 def save_policy(bucket_arn: str) -> str:
@@ -127,7 +135,7 @@ class ConsulSnapshots(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
-            bucket_prefix=f"{iam.cluster_name[:24].rstrip('-').lower()}-snapshots-",  # S3: at most 37
+            bucket_prefix=bucket_prefix(iam.stack),
             force_destroy=not args.protect,
             tags=iam.tags,
             opts=child,

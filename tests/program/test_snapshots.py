@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from components.snapshots import SCRIPT
+from components.snapshots import SCRIPT, bucket_prefix
 
 SERVER_ACCOUNT = "system:serviceaccount:consul:{}"
 
@@ -28,8 +28,7 @@ def one(run, type_: str, name: str) -> Any:
 
 def test_the_bucket_is_private_encrypted_tls_only_and_forgets_old_snapshots(dev, program):
     bucket = one(dev, "aws:s3/bucket:Bucket", "snapshots-bucket").inputs
-    assert bucket["bucketPrefix"].startswith("consul-mesh-migration-de")  # the stack's, at most 37 characters
-    assert len(bucket["bucketPrefix"]) <= 37
+    assert bucket["bucketPrefix"] == "cmm-dev-snap-"  # the stack's name in it: a policy can scope demo-* buckets
     assert bucket["forceDestroy"] is False  # a protected stack keeps its snapshots when destroyed
     assert bucket["tags"]["consul-mesh-migration:stack"] == "dev"
     block = one(dev, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "snapshots-bucket").inputs
@@ -130,7 +129,20 @@ def test_the_jobs_wait_for_consul_and_run_the_tested_script(dev):
         assert dev.depends_on(one(dev, type_, name), release)
     script = one(dev, "kubernetes:core/v1:ConfigMap", "snapshots-script").inputs["data"]["consul_snapshot.py"]
     assert script == SCRIPT.read_text()
-    assert dev.outputs["snapshotBucket"].startswith("consul-mesh-migration-de")
+    assert dev.outputs["snapshotBucket"].startswith("cmm-dev-snap-")
+
+
+@pytest.mark.parametrize(
+    ("stack", "prefix"),
+    [
+        ("demo-pr-12", "cmm-demo-pr-12-snap-"),
+        ("Team_A.prod", "cmm-team-a-prod-snap-"),
+        ("x" * 60, f"cmm-{'x' * 26}-snap-"),
+    ],
+)
+def test_the_bucket_name_carries_the_stack_within_s3s_limits(stack, prefix):
+    assert bucket_prefix(stack) == prefix
+    assert len(prefix) <= 37  # S3 (the provider) appends 26 characters to at most 37
 
 
 def test_a_cluster_the_program_does_not_run_gets_no_snapshots(program):
