@@ -204,14 +204,15 @@ def run_program(
     deployed: Mapping[str, Any] | None = None,
     preview: bool = False,
     main: Path | None = None,
-    cluster: Mapping[str, Mapping[str, Any]] | None = None,
+    cluster: Mapping[str, Mapping[str, Any] | None] | None = None,
 ) -> Run:
     """Evaluate the program under mocks. `deployed`: the outputs the stack reports as deployed.
 
     `main` runs another program file with the same config (the benchmark's empty program).
     `cluster`: the live objects a `get` reads (`live_key(type, id)` -> the object as the API server
-    returns it). An object it does not hold reads as its name only, as `make plan` sees the cluster:
-    what the program decides from a live object is then left to preview.
+    returns it, or None: no such object, and the read fails as the engine fails it). An object it does
+    not hold reads as its name only, as `make plan` sees the cluster: what the program decides from a
+    live object is then left to preview.
     """
     import pulumi
     from pulumi.runtime import mocks as pm
@@ -230,7 +231,12 @@ def run_program(
                 return args.name, {"name": args.name, "outputs": prior, "secretOutputNames": []}
             if args.resource_id:  # a `get`: MockMonitor.ReadResource
                 run.reads.append((args.typ, args.resource_id))
-                found = live.get(live_key(args.typ, args.resource_id))
+                key = live_key(args.typ, args.resource_id)
+                if key in live and live[key] is None:
+                    # What the engine says when the provider finds nothing (pulumi pkg/resource/deploy/
+                    # step.go ReadStep.Apply): the read fails, and with it the update.
+                    raise LookupError(f"resource '{args.resource_id}' does not exist")
+                found = live.get(key)
                 if found is not None:
                     return args.resource_id, dict(found)
             return f"{args.name}-id", _fake_state(args.typ, args.name, args.inputs)

@@ -502,3 +502,15 @@ def test_a_roll_whose_pods_cannot_fit_the_node_group_is_refused_with_the_figures
     assert not [r for r in run.resources if r.kind in ("DeploymentPatch", "StatefulSetPatch")]
     # The same fleet at discovery rolls nothing: it fits.
     assert run_program({**cfg, "phase": "discovery"}, stack="dev", cluster=objects).error is None
+
+
+def test_a_service_with_no_kubernetes_service_fails_its_read_before_any_migration_object():
+    """Consul registers a pod through the Service that selects it, named like the service; without it
+    the pods' init container would wait forever (consul-k8s connect-init "Unable to find registered
+    services"). The program reads Service shop/orders at preview; a missing object fails that read
+    with the engine's own line (pulumi step.go ReadStep.Apply), before anything changes."""
+    objects = {**team_cluster(), "kubernetes:core/v1:Service|shop/orders": None}
+    run = run_program(config("discovery"), stack="local", cluster=objects)
+    assert run.error is not None and "resource 'shop/orders' does not exist" in run.error
+    assert not [r for r in run.resources if r.kind in ("DeploymentPatch", "StatefulSetPatch")]
+    assert not [r for r in run.resources if "mesh_config:MeshConfig$" in r.urn]
