@@ -401,11 +401,8 @@ def draft(inv: Inventory, seen: Seen, accepted_keys: Iterable[str]) -> dict[str,
     notes: dict[str, list[str]] = {}
     for name, d in sorted(inv.drafts.items()):
         migrates = not d.workload.injected or plaintext_into[name] > 0
-        entry: dict[str, Any] = {
-            "name": name,
-            "namespace": d.namespace,
-            "port": d.port.target if isinstance(d.port.target, int) else d.port.port,
-        }
+        # The Service's port: what callers dial (an adopted workload's target port is read live).
+        entry: dict[str, Any] = {"name": name, "namespace": d.namespace, "port": d.port.port}
         if migrates:
             entry["migrates"] = True
         if d.upstreams:
