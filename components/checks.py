@@ -86,11 +86,19 @@ def postcheck_document(fleet: Fleet, step: Step, verify: Verify) -> dict[str, An
     """What the step must show once its objects are in place: the versions of the target, and those it
     retires, which Pulumi deletes only after this check (migration/checks.py)."""
     services = [_service(s) for s in model.postcheck_services(fleet, step)]
-    post = expectation.postcheck(services, verify, exposed=fleet.exposed, reached=model.reached(fleet))
+    post = expectation.postcheck(
+        services,
+        verify,
+        exposed=fleet.exposed,
+        reached=model.reached(fleet),
+        destinations=model.destinations(fleet),
+    )
     return expectation.document(describe(step.target), postcheck=post)
 
 
-def precheck_document(fleet: Fleet, step: Step, verify: Verify) -> dict[str, Any]:
+def precheck_document(
+    fleet: Fleet, step: Step, verify: Verify, consul_namespace: str = CONSUL_NAMESPACE
+) -> dict[str, Any]:
     """The precheck of the step: the same on a re-run of it, so a re-run changes nothing
     (migration/checks.py precheck_target)."""
     plan = model.precheck_target(fleet, step)
@@ -112,7 +120,7 @@ def precheck_document(fleet: Fleet, step: Step, verify: Verify) -> dict[str, Any
         verify,
         access_log_format=ACCESS_LOG_FORMAT,
         outbound=[_workload(s) for s in plan.outbound],
-        mesh=mesh_check.MeshObject(CONSUL_NAMESPACE, "mesh"),
+        mesh=mesh_check.MeshObject(consul_namespace, "mesh"),
     )
     return expectation.document(describe(step.target), precheck=pre)
 
@@ -124,6 +132,7 @@ class MeshChecksArgs:
     verify: Verify
     image: str  # the check's image: stock Python, pinned (program/versions.py)
     namespaces: Mapping[str, k8s.core.v1.Namespace]  # the services' namespaces: the checks read pods there
+    consul_namespace: str = CONSUL_NAMESPACE  # where the Mesh entry lives (consul.mode existing: the release's)
 
 
 class MeshChecks(pulumi.ComponentResource):
@@ -163,7 +172,7 @@ class MeshChecks(pulumi.ComponentResource):
         }
         grants = self._precheck_rbac(name, args)
         self._postcheck_grants = self._postcheck_rbac(name, args)
-        document = gate.step.apply(lambda st: precheck_document(args.fleet, st, args.verify))
+        document = gate.step.apply(lambda st: precheck_document(args.fleet, st, args.verify, args.consul_namespace))
         self.precheck = self._job("precheck", document, [self._script, *grants])
         self.register_outputs({})
 
@@ -201,7 +210,7 @@ class MeshChecks(pulumi.ComponentResource):
             )
         mesh = k8s.rbac.v1.Role(
             f"{name}-precheck-mesh",
-            metadata={"name": "mesh-precheck", "namespace": CONSUL_NAMESPACE},
+            metadata={"name": "mesh-precheck", "namespace": args.consul_namespace},
             rules=[
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=["consul.hashicorp.com"], resources=["meshes"], resource_names=["mesh"], verbs=["get"]
@@ -212,7 +221,7 @@ class MeshChecks(pulumi.ComponentResource):
         grants.append(
             k8s.rbac.v1.RoleBinding(
                 f"{name}-precheck-mesh",
-                metadata={"name": "mesh-precheck", "namespace": CONSUL_NAMESPACE},
+                metadata={"name": "mesh-precheck", "namespace": args.consul_namespace},
                 role_ref=k8s.rbac.v1.RoleRefArgs(
                     api_group="rbac.authorization.k8s.io", kind="Role", name="mesh-precheck"
                 ),

@@ -40,17 +40,23 @@ def postcheck(
     reached: Sequence[str] = (),
     gateway_url: str = GATEWAY_URL,
     kubernetes: mesh_check.Kubernetes = IN_CLUSTER,
+    destinations: Mapping[str, str | None] | None = None,
 ) -> mesh_check.Postcheck:
-    """The postcheck of these services; through the gateway when `exposed` names its service."""
+    """The postcheck of these services; through the gateway when `exposed` names its service.
+
+    `destinations`: what the gateway's requests may meet outside the mesh, by name, with the host a
+    caller dials it at by its own address (None: `<name>.service.consul`); only their 200s count."""
     names = [s.service for s in services]
     if len(set(names)) != len(names):
         raise ValueError(f"a service is given twice: {sorted(n for n in names if names.count(n) > 1)}")
+    outside = dict(destinations or {})
     gateway = None
     if exposed is not None:
-        unknown = sorted(set(reached) - set(names))
+        unknown = sorted(set(reached) - set(names) - set(outside))
         if exposed not in reached or unknown:
             raise ValueError(f"the gateway meets {list(reached)}: expected {exposed!r} among them and only services")
-        gateway = mesh_check.Gateway(gateway_url, exposed, tuple(reached), verify.requests, verify.tolerance)
+        hosts = {host: name for name, host in outside.items() if host is not None and name in reached} or None
+        gateway = mesh_check.Gateway(gateway_url, exposed, tuple(reached), verify.requests, verify.tolerance, hosts)
     return mesh_check.Postcheck(tuple(services), gateway, kubernetes, verify.post)
 
 

@@ -124,6 +124,9 @@ class Gateway:
     reached: tuple[str, ...]  # the services a request meets (the exposed one and its upstreams)
     requests: int = field(default=20, metadata=_at_least(1))  # N requests, one fresh connection each
     tolerance: float = field(default=0.4, metadata=_at_least(0, 1))  # k versions: each >= 1/k - tolerance
+    # A host a caller dials that does not start with the name it counts as: a destination outside the
+    # mesh dialed by its own address (host -> the destination's name among `reached`).
+    hosts: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -731,13 +734,16 @@ class Hop:
     error: object
 
 
-def service_of(uri: str) -> str:
-    """The service an upstream URI addresses: the first label of its host (api.service.consul -> api)."""
+def service_of(uri: str, hosts: Mapping[str, str] | None = None) -> str:
+    """The service an upstream URI addresses: the first label of its host (api.service.consul -> api),
+    or the destination `hosts` names for it (api.payments.example.com -> payments-api)."""
     host = urllib.parse.urlsplit(uri if "//" in uri else f"//{uri}").hostname or uri
-    return host.split(".")[0]
+    return (hosts or {}).get(host) or host.split(".")[0]
 
 
-def hops(answer: Mapping[str, Any], service: str, uri: str = "") -> Iterator[Hop]:
+def hops(
+    answer: Mapping[str, Any], service: str, uri: str = "", hosts: Mapping[str, str] | None = None
+) -> Iterator[Hop]:
     """Every level of a fake-service answer (v0.26.0 response/response.go): the service itself, then each
     `upstream_calls` entry (a map from the called URI to the upstream's own answer)."""
     yield Hop(service, str(answer.get("name", "")), uri, answer.get("code"), answer.get("error"))
@@ -746,7 +752,7 @@ def hops(answer: Mapping[str, Any], service: str, uri: str = "") -> Iterator[Hop
     for key, call in items:
         if isinstance(call, dict):
             call_uri = str(call.get("uri") or key)
-            yield from hops(call, service_of(call_uri), call_uri)
+            yield from hops(call, service_of(call_uri, hosts), call_uri, hosts)
 
 
 def gateway_round(g: Gateway, timeouts: PostTimeouts, deadline: Deadline) -> tuple[dict[str, Counter[str]], float]:
@@ -773,23 +779,25 @@ def gateway_round(g: Gateway, timeouts: PostTimeouts, deadline: Deadline) -> tup
             doc = None
         if answer.status != 200:
             detail = (
-                _failed_hop(doc, g.exposed) if isinstance(doc, dict) else _short(answer.body.decode(errors="replace"))
+                _failed_hop(doc, g.exposed, g.hosts)
+                if isinstance(doc, dict)
+                else _short(answer.body.decode(errors="replace"))
             )
             raise CheckFailed(f"{check}: expected HTTP 200 from {g.url}, saw HTTP {answer.status} {where}: {detail}")
         if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
             body = _short(answer.body.decode(errors="replace"))
             raise CheckFailed(f"{check}: expected fake-service JSON with a name from {g.url}, saw {body} {where}")
-        bad = _failed_hop(doc, g.exposed)
+        bad = _failed_hop(doc, g.exposed, g.hosts)
         if bad:
             raise CheckFailed(f"{check}: expected code 200 at every hop, saw {bad} {where}")
-        for hop in hops(doc, g.exposed):
+        for hop in hops(doc, g.exposed, hosts=g.hosts):
             seen.setdefault(hop.service, Counter())[hop.name] += 1
     return seen, slowest
 
 
-def _failed_hop(doc: Mapping[str, Any], exposed: str) -> str:
+def _failed_hop(doc: Mapping[str, Any], exposed: str, hosts: Mapping[str, str] | None = None) -> str:
     """The first hop of an answer that failed, described; '' when every hop answered 200."""
-    failed = [h for h in hops(doc, exposed) if h.error or (h.code is not None and h.code != 200)]
+    failed = [h for h in hops(doc, exposed, hosts=hosts) if h.error or (h.code is not None and h.code != 200)]
     if not failed:
         return ""
     h = failed[-1]  # the deepest failure is the cause; the levels above only report it
@@ -1305,7 +1313,9 @@ def run_precheck(
             if outside:
                 raise CheckFailed(
                     "precheck destinations: expected no call from the mesh to a destination outside it before "
-                    f"{pre.step} closes the Mesh, saw {'; '.join(outside)} (in the last {pre.window_seconds} s)"
+                    f"{pre.step} closes the Mesh, saw {'; '.join(outside)} (in the last {pre.window_seconds} s); "
+                    "once it closes only a terminating gateway serves such a call: declare the host in the caller's "
+                    "services[i].destinations and dial it at <name>.virtual.consul, or keep a service held back"
                 )
             closing = (
                 f"no call from the mesh to a destination outside it in the last {pre.window_seconds} s "

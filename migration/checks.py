@@ -73,8 +73,17 @@ def postcheck_services(fleet: Fleet, step: Step) -> list[ServiceCheck]:
 
 
 def reached(fleet: Fleet) -> list[str]:
-    """The services a request through the gateway meets: the exposed one and its upstreams, at any depth."""
-    return [fleet.exposed, *reachable(fleet, fleet.exposed)]
+    """The services a request through the gateway meets: the exposed one and its upstreams, at any
+    depth, and the destinations outside the mesh the demo's services among them call."""
+    services = [fleet.exposed, *reachable(fleet, fleet.exposed)]
+    outside = [d.name for n in services if not fleet.service(n).adopted for d in fleet.service(n).destinations]
+    return [*services, *dict.fromkeys(d for d in outside if d not in services)]
+
+
+def destinations(fleet: Fleet) -> dict[str, str | None]:
+    """Every destination by name, with the host its callers dial by their own address (None: an outside
+    service they reach at `<name>.service.consul`)."""
+    return {name: d.host for name, (d, _) in fleet.destinations().items()}
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,12 @@ def workloads(fleet: Fleet, target: Phases) -> list[Workload]:
         phase = target[s.name]
         for v in versions(phase, s.migrates):
             dns = upstream_dns(phase, v, s.migrates)
-            uris = tuple(upstream_uri(fleet.service(u), dns) for u in s.upstreams)
+            uris = (
+                *(upstream_uri(fleet.service(u), dns) for u in s.upstreams),
+                # Outside the mesh by its own address, or, from a mesh version's virtual phase on, by
+                # the terminating gateway's virtual address for it (migration/outside.py).
+                *(f"http://{d.address(dns)}" for d in s.destinations),
+            )
             out.append(Workload(s, v, phase, in_mesh(v, s.migrates), dns, uris))
     return out
 

@@ -302,6 +302,7 @@ def _migration(
                 verify=check_settings(cfg),
                 image=cfg.versions.check_image,
                 namespaces=namespaces,
+                consul_namespace=consul.namespace,
             ),
             opts=children,
         )

@@ -260,5 +260,7 @@ def test_closing_the_mesh_is_refused_while_a_meshed_pod_calls_outside_it(rollout
     assert code == 1
     assert line == (
         "precheck destinations: expected no call from the mesh to a destination outside it before -> hardened "
-        f"closes the Mesh, saw web/{web.name} -> 10.0.4.20:5432: 1 connection (in the last 900 s)"
+        f"closes the Mesh, saw web/{web.name} -> 10.0.4.20:5432: 1 connection (in the last 900 s); once it "
+        "closes only a terminating gateway serves such a call: declare the host in the caller's "
+        "services[i].destinations and dial it at <name>.virtual.consul, or keep a service held back"
     )

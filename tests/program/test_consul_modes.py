@@ -160,6 +160,9 @@ def test_existing_installs_nothing_of_consul_and_keeps_the_migrations_objects_in
     gateway = run.one("kubernetes:gateway.networking.k8s.io/v1:Gateway", "gateway-gateway")
     assert gateway.k8s_namespace == "hashicorp"
     assert run.outputs["consulUi"] == "served by the release mesh in hashicorp"
+    # The precheck reads the Mesh where it lives, with a Role there.
+    role = run.one("kubernetes:rbac.authorization.k8s.io/v1:Role", "checks-precheck-mesh")
+    assert role.k8s_namespace == "hashicorp"
 
 
 def _helm_values(**over: Any) -> dict[str, str]:

@@ -120,3 +120,58 @@ def test_the_path_is_the_same_in_every_phase_so_a_caller_may_move_to_virtual_at_
         assert {n: r.inputs["spec"] for n, r in crs(discovery, kind).items()} == {
             n: r.inputs["spec"] for n, r in crs(hardened, kind).items()
         }
+
+
+def _env(run, deployment: str) -> dict[str, str]:
+    d = next(r for r in run.resources if r.type == "kubernetes:apps/v1:Deployment" and r.k8s_name == deployment)
+    return {e["name"]: e.get("value") for e in d.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_the_demo_caller_dials_a_destination_by_its_address_then_through_the_gateway(program, hardened):
+    strict = program({"services": SERVICES, "phase": "strict"}, deployed={"phase": "permissive"})
+    assert (
+        _env(strict, "api-v2")["UPSTREAM_URIS"]
+        == "http://api.payments.example.com:443,http://ledger.service.consul:5432"
+    )
+    # From virtual on: the terminating gateway's virtual address for each (listeners.go ServiceGatewayVirtualIPTag).
+    assert (
+        _env(hardened, "api-v2")["UPSTREAM_URIS"]
+        == "http://payments-api.virtual.consul:443,http://ledger.virtual.consul:5432"
+    )
+    api_v2 = next(r for r in hardened.resources if r.type == "kubernetes:apps/v1:Deployment" and r.k8s_name == "api-v2")
+    gateway = next(iter(crs(hardened, "TerminatingGateway").values()))
+    assert gateway.urn in api_v2.dependencies  # it starts dialing them only once they are linked
+
+
+def test_the_postcheck_counts_a_destination_by_its_name_and_only_its_200s(hardened):
+    import json
+
+    from meshcheck import mesh_check
+
+    job = hardened.one("kubernetes:batch/v1:Job", "checks-postcheck")
+    env = {e["name"]: e["value"] for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    post = mesh_check.parse_expectation(json.loads(env["MESH_CHECK_EXPECTATION"])).postcheck
+    assert post is not None and post.gateway is not None
+    assert post.gateway.reached == ("web", "api", "payments-api", "ledger")
+    assert post.gateway.hosts == {"api.payments.example.com": "payments-api"}
+    # fake-service v0.26.0's answer names each upstream call by its URI; the destinations answer as themselves.
+    answer = {
+        "name": "web (mesh)",
+        "code": 200,
+        "upstream_calls": {
+            "http://api.api.svc:9091": {
+                "name": "api (mesh)",
+                "uri": "http://api.virtual.consul:9091",
+                "code": 200,
+                "upstream_calls": {
+                    "http://api.payments.example.com:443": {"uri": "http://api.payments.example.com:443", "code": 200},
+                    "http://ledger.service.consul:5432": {"uri": "http://ledger.service.consul:5432", "code": 502},
+                },
+            }
+        },
+    }
+    services = [h.service for h in mesh_check.hops(answer, "web", hosts=post.gateway.hosts)]
+    assert services == ["web", "api", "payments-api", "ledger"]
+    assert "ledger at http://ledger.service.consul:5432 answered code 502" in mesh_check._failed_hop(
+        answer, "web", post.gateway.hosts
+    )
