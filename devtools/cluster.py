@@ -9,16 +9,16 @@ tests hold every answer to the strict JSON schemas of Kubernetes 1.35 that kuber
 ships (the dev lock), so a field this module made up fails there.
 
 The sidecar logs are what a `consul-dataplane` container prints: the dataplane's own lines (hclog),
-Envoy's lines, and one access-log record per connection or request, rendered through Consul's
-default JSON format (consul agent/xds/accesslogs/accesslogs.go, defaultJSONFormat) plus the fields
-the project's format adds (downstream_tls_version, downstream_peer_uri_san, connection_id), with
-Envoy's typing: numbers for the byte counts, durations and response code, null for an operator
-with no value, "-" for %PROTOCOL% on a TCP connection. Which chain writes which record follows
-consul agent/xds/listeners.go: the public listener's mTLS chain (an HTTP connection manager to
-`local_app`, the caller's SPIFFE ID), its permissive chain (a TCP proxy matched on the service port,
-no TLS), the expose listeners of kubelet's probes (ports 20300-20599), and on the outbound listener
-the upstream clusters `<service>.default.<dc>.internal.<trust domain>.consul` and the catch-all
-`original-destination`.
+Envoy's lines, and one access-log record per connection or request in the project's format
+(migration/entries.py ACCESS_LOG_FORMAT: Consul's default keys, agent/xds/accesslogs/accesslogs.go
+defaultJSONFormat, plus downstream_tls_version, downstream_peer_uri_san, connection_id), rendered by
+devtools/stubs.py's model of Envoy (render_record: numbers for the byte counts, durations and response
+code, null for an operator with no value, "-" for %PROTOCOL% on a TCP connection). Which chain writes
+which record follows consul agent/xds/listeners.go: the public listener's mTLS chain (an HTTP
+connection manager to `local_app`, the caller's SPIFFE ID), its permissive chain (a TCP proxy matched
+on the service port, no TLS), the expose listeners of kubelet's probes (ports 20300-20599), and on the
+outbound listener the upstream clusters `<service>.default.<dc>.internal.<trust domain>.consul` and the
+catch-all `original-destination`. It is served on devtools/stubs.py's loopback event loop.
 
 usage: python -m devtools.cluster [--services 200] [--per-call 3] [--port 0]   (serves until interrupted)
 """
@@ -27,16 +27,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.server
 import itertools
 import json
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
-TRUST_DOMAIN = "11111111-2222-3333-4444-555555555555.consul"
+from devtools import stubs
+from migration.entries import ACCESS_LOG_FORMAT
+
+TRUST_DOMAIN = stubs.TRUST_DOMAIN
 DC = "dc1"
 CREATED = "2026-11-20T09:00:00Z"
 NOW = "2026-11-26T10:00:00"
@@ -497,47 +500,40 @@ class Recorded:
         yield f"{envoy} [source/server/server.cc:1015] starting main dispatch loop\n"
         seq = itertools.count(1)
         for _ in range(self.probes):  # kubelet, from the node, on the readiness expose listener
-            yield (
-                _record(f"{ip}:20400", "10.0.1.10:51234", "local_app", f"127.0.0.1:{app.port}", next(seq), http=True)
-                + "\n"
-            )
+            yield _record("expose", f"{ip}:20400", "10.0.1.10:51234", f"127.0.0.1:{app.port}", next(seq)) + "\n"
         for call in self.calls:
             for _ in range(call.count):
                 if call.callee == app.name:  # inbound, on this pod's public listener
                     remote = self._caller_ip(call.caller)
                     if call.mode == "mtls":
-                        san = f"spiffe://{TRUST_DOMAIN}/ns/default/dc/{DC}/svc/{call.caller}"
+                        san = stubs.spiffe(call.caller, datacenter=DC)
                         yield (
                             _record(
+                                "mtls",
                                 f"{ip}:20000",
                                 f"{remote}:4{next(seq) % 10000:04d}",
-                                "local_app",
                                 f"127.0.0.1:{app.port}",
                                 next(seq),
-                                http=True,
-                                tls="TLSv1.2",
-                                san=san,
+                                peer=san,
                             )
                             + "\n"
                         )
                     else:  # the permissive chain: a TCP proxy matched on the service port
                         yield (
                             _record(
+                                "permissive",
                                 f"{ip}:{app.port}",
                                 f"{remote}:4{next(seq) % 10000:04d}",
-                                "local_app",
                                 f"127.0.0.1:{app.port}",
                                 next(seq),
+                                bytes_received=76,
                             )
                             + "\n"
                         )
                 elif call.caller == app.name:  # outbound, through this pod's outbound listener
                     if call.callee.startswith("ext:"):
                         dest = call.callee.removeprefix("ext:")
-                        yield (
-                            _record(dest, f"{ip}:5{next(seq) % 10000:04d}", "original-destination", dest, next(seq))
-                            + "\n"
-                        )
+                        yield _record("outbound", dest, f"{ip}:5{next(seq) % 10000:04d}", dest, next(seq)) + "\n"
                         continue
                     callee = self.by_name[call.callee]
                     if call.mode == "mtls":  # the callee's virtual address, its cluster
@@ -545,21 +541,18 @@ class Recorded:
                         target = self.pod_ips[callee.name][0][1]
                         yield (
                             _record(
+                                "upstream",
                                 f"{self.cluster_ip[callee.name]}:{callee.port}",
                                 f"{ip}:5{next(seq) % 10000:04d}",
-                                cluster,
                                 f"{target}:20000",
                                 next(seq),
-                                http=True,
+                                cluster=cluster,
                             )
                             + "\n"
                         )
                     else:  # a pod IP from <callee>.service.consul: outside the mesh's routing
                         target = f"{self.pod_ips[callee.name][0][1]}:{callee.port}"
-                        yield (
-                            _record(target, f"{ip}:5{next(seq) % 10000:04d}", "original-destination", target, next(seq))
-                            + "\n"
-                        )
+                        yield _record("outbound", target, f"{ip}:5{next(seq) % 10000:04d}", target, next(seq)) + "\n"
 
     def _caller_ip(self, caller: str) -> str:
         if caller.startswith("ip:"):
@@ -592,49 +585,13 @@ def _uid(kind: str, namespace: str, name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-def _record(
-    local: str,
-    remote: str,
-    cluster: str,
-    upstream: str,
-    connection: int,
-    *,
-    http: bool = False,
-    tls: str | None = None,
-    san: str | None = None,
-) -> str:
-    """One access-log record as Envoy renders the format (typed values; null when an operator has none)."""
-    return json.dumps(
-        {
-            "start_time": f"{NOW}.{connection % 1000:03d}Z",
-            "route_name": None,
-            "method": "GET" if http else None,
-            "path": "/" if http else None,
-            "protocol": "HTTP/1.1" if http else "-",
-            "response_code": 200 if http else 0,
-            "response_flags": "-",
-            "response_code_details": "via_upstream" if http else None,
-            "connection_termination_details": None,
-            "bytes_received": 0 if http else 76,
-            "bytes_sent": 412,
-            "duration": 3,
-            "upstream_service_time": "2" if http else None,
-            "x_forwarded_for": None,
-            "user_agent": "curl/8.11.1" if http else None,
-            "request_id": f"{_uid('req', '', str(connection))}" if http else None,
-            "authority": "localhost" if http else None,
-            "upstream_host": upstream,
-            "upstream_cluster": cluster,
-            "upstream_local_address": "127.0.0.1:49152",
-            "downstream_local_address": local,
-            "downstream_remote_address": remote,
-            "requested_server_name": None,
-            "upstream_transport_failure_reason": None,
-            "downstream_tls_version": tls,
-            "downstream_peer_uri_san": san,
-            "connection_id": connection,
-        }
-    )
+def _record(chain: stubs.Chain, local: str, remote: str, upstream: str, connection: int, **more: Any) -> str:
+    """One access-log record of the project's format, as Envoy renders it (devtools/stubs.py
+    render_record: typed values, null for an operator with no value)."""
+    start = datetime.fromisoformat(f"{NOW}+00:00").timestamp() + (connection % 1000) / 1000
+    agent = "kube-probe/1.35" if chain == "expose" else "curl/8.11.1"
+    c = stubs.Connection(chain, remote, local, start, upstream, user_agent=agent, connection_id=connection, **more)
+    return stubs.render_record(ACCESS_LOG_FORMAT, c)
 
 
 def fleet_of(services: int = 200, per_call: int = 3) -> Recorded:
@@ -675,55 +632,41 @@ def fleet_of(services: int = 200, per_call: int = 3) -> Recorded:
     return Recorded(apps, calls, cronjobs)
 
 
-class Server(http.server.ThreadingHTTPServer):
-    """The recorded cluster on loopback: GET lists (chunked) and pods/log; any other method is refused
-    (and counted), so a test proves the client only reads."""
-
-    daemon_threads = True
+class Server:
+    """The recorded cluster on loopback (devtools/stubs.py's event loop): GET lists (chunked) and
+    pods/log; any other method is refused (and counted), so a test proves the client only reads."""
 
     def __init__(self, cluster: Recorded, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
         self.cluster = cluster
+        self.port = port
         self.gets: list[str] = []
         self.refused: list[str] = []
         # Recorded once, as a cluster's answers are: serving them costs what an API server's cache does.
         self.logs = {pod: "".join(cluster.log(ns, pod)).encode() for ns, pod in cluster.injected_pods()}
         self.lists = {plural: cluster.items(plural) for plural in LISTS}
+        self.net: stubs.Loopback | None = None
 
-    def start(self) -> str:
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server_address[1]}"
+    def start(self, net: stubs.Loopback | None = None) -> str:
+        self.net = net or stubs.shared()
+        self.port = self.net.http("127.0.0.1", self.port, self._answer)
+        return f"http://127.0.0.1:{self.port}"
 
+    def shutdown(self) -> None:
+        if self.net is not None:
+            self.net.shut([("127.0.0.1", self.port)])
+            self.net.check()
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes: without this, Nagle's algorithm holds the body until the
-    # client's delayed ACK (~40 ms a request), a stall no API server has.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        return
-
-    @property
-    def recorded(self) -> Server:
-        assert isinstance(self.server, Server)
-        return self.server
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
+    async def _answer(self, method: str, target: str, headers: Mapping[str, str]) -> tuple[int, bytes, str]:
+        url = urllib.parse.urlsplit(target)
+        if method != "GET":
+            self.refused.append(f"{method} {target}")
+            status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "MethodNotAllowed"}
+            return 405, json.dumps({**status, "code": 405}).encode(), "application/json"
         query = dict(urllib.parse.parse_qsl(url.query))
-        self.recorded.gets.append(url.path)
+        self.gets.append(url.path)
         parts = url.path.strip("/").split("/")
         if parts[-1] == "log" and "pods" in parts:
-            pod = parts[parts.index("pods") + 1]
-            return self._send(200, self.recorded.logs[pod], "text/plain")
+            return 200, self.logs[parts[parts.index("pods") + 1]], "text/plain"
         plural = parts[-1]
         namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts else None
         if plural not in LISTS:
@@ -736,18 +679,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 "reason": "NotFound",
                 "code": 404,
             }
-            return self._send(404, json.dumps(status).encode())
+            return 404, json.dumps(status).encode(), "application/json"
         limit = int(query["limit"]) if "limit" in query else None
-        doc = self.recorded.cluster.page(plural, namespace, limit, query.get("continue"), self.recorded.lists[plural])
-        self._send(200, json.dumps(doc).encode())
-
-    def _refuse(self) -> None:
-        self.recorded.refused.append(f"{self.command} {self.path}")
-        self._send(
-            405, b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"MethodNotAllowed","code":405}'
-        )
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = _refuse
+        doc = self.cluster.page(plural, namespace, limit, query.get("continue"), self.lists[plural])
+        return 200, json.dumps(doc).encode(), "application/json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -756,9 +691,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-call", type=int, default=3, help="access-log records per call in each log")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    server = Server(fleet_of(args.services, args.per_call), args.port)
-    print(f"recorded cluster of {args.services} services at http://127.0.0.1:{server.server_address[1]}", flush=True)
-    server.serve_forever()
+    url = Server(fleet_of(args.services, args.per_call), args.port).start()
+    print(f"recorded cluster of {args.services} services at {url}", flush=True)
+    threading.Event().wait()
     return 0
 
 

@@ -1,6 +1,8 @@
 """Loopback stand-ins for what the checks read on a cluster: one event loop serving a fake Kubernetes
 API, the pods behind each Service (their apps and Consul's sidecars, on addresses 127.0.0.N) and the
-API gateway. The tests (tests/meshcheck/) and devtools/bench_checks.py use them; nothing else does.
+API gateway. The tests (tests/meshcheck/) and devtools/bench_checks.py use them; make discover's
+recorded cluster (devtools/cluster.py) is served on the same loop and renders its sidecars' records
+with the same Envoy model.
 
 Nothing here is written to match the check script. What each stand-in says comes from the system
 that says it on a cluster, at the versions the program pins:
@@ -70,14 +72,17 @@ def spiffe(service: str, namespace: str = "default", datacenter: str = "dc1") ->
     return f"spiffe://{TRUST_DOMAIN}/ns/{namespace}/dc/{datacenter}/svc/{service}"
 
 
-Chain = Literal["permissive", "mtls", "expose", "outbound"]
+# permissive: the public listener's TCP proxy to local_app; mtls: its HTTP connection manager; expose: a
+# probe's listener (an HTTP connection manager); outbound: the outbound listener's TCP proxy to
+# original-destination; upstream: its HTTP connection manager to a mesh upstream's cluster.
+Chain = Literal["permissive", "mtls", "expose", "outbound", "upstream"]
 
 
 @dataclass
 class Connection:
     """One connection (TCP proxy) or request (HTTP connection manager) a sidecar logs."""
 
-    chain: Chain  # permissive: TCP proxy to local_app; mtls and expose: HTTP connection managers
+    chain: Chain
     remote: str  # ip:port of the caller
     local: str  # ip:port Envoy saw it sent to (original_dst restores it on the permissive chain)
     start: float
@@ -92,10 +97,11 @@ class Connection:
     bytes_sent: int = 264
     duration_ms: int = 3
     connection_id: int = 0
+    cluster: str = ""  # upstream: the cluster, <service>.default.<dc>.internal.<trust domain>
 
     @property
     def http(self) -> bool:
-        return self.chain in ("mtls", "expose")
+        return self.chain in ("mtls", "expose", "upstream")
 
 
 def operator_values(c: Connection) -> dict[str, Any]:
@@ -103,7 +109,7 @@ def operator_values(c: Connection) -> dict[str, Any]:
     json_format: typed values; an unset operator is null, since Consul sets no omit_empty_values;
     docs/root/configuration/observability/access_log/usage.rst for each operator)."""
     http = c.http
-    cluster = "original-destination" if c.chain == "outbound" else "local_app"
+    cluster = {"outbound": "original-destination", "upstream": c.cluster}.get(c.chain, "local_app")
     return {
         "%START_TIME%": datetime.fromtimestamp(c.start, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         + f"{int(c.start * 1000) % 1000:03d}Z",  # a string with milliseconds, always
@@ -286,13 +292,33 @@ Handler = Callable[[str, str, Mapping[str, str]], Awaitable[tuple[int, bytes, st
 
 
 class Loopback:
-    """One background event loop; every stub listens on it (an HTTP server, or a raw TCP behaviour)."""
+    """One background event loop; every stub listens on it (an HTTP server, or a raw TCP behaviour).
+    A process has one (`shared`: the test session's, tests/conftest.py `loopback`); a stub cluster
+    closes only its own listeners (`shut`).
+
+    Nothing on the loop's thread formats a traceback: an error of a handler is kept, as one line, in
+    `errors`, and `check` raises it in the caller's thread. Formatting one there would call ast.parse
+    (CPython 3.11's traceback draws its carets with it), whose recursion counter 3.11.7 keeps per
+    interpreter: a test thread's ast.parse at that moment fails with "AST constructor recursion depth
+    mismatch"."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.servers: list[asyncio.base_events.Server] = []
+        self.loop.set_exception_handler(self._failed)
+        self.servers: dict[tuple[str, int], asyncio.base_events.Server] = {}
+        self.held: dict[tuple[str, int], list[asyncio.StreamWriter]] = {}  # the "hang" listeners' connections
+        self.errors: list[str] = []
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+
+    def _failed(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.errors.append(f"{context.get('message')}: {context.get('exception')!r}")
+
+    def check(self) -> None:
+        """Raise, in the caller's thread, what went wrong on the loop since the last check."""
+        errors, self.errors = self.errors, []
+        if errors:
+            raise RuntimeError("a loopback stub failed: " + "; ".join(errors))
 
     def run(self, coro: Awaitable[Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)  # type: ignore[arg-type]
@@ -302,30 +328,40 @@ class Loopback:
     ) -> int:
         async def start() -> int:
             server = await asyncio.start_server(serve, host, port, reuse_address=True)
-            self.servers.append(server)
-            return server.sockets[0].getsockname()[1]
+            bound = server.sockets[0].getsockname()[1]
+            self.servers[(host, bound)] = server
+            return bound
 
         return self.run(start())
 
     def http(self, host: str, port: int, handler: Handler) -> int:
-        """An HTTP/1.1 server (one request a connection); `handler` returns (status, body, type) or None
-        to close the connection without answering."""
+        """An HTTP/1.1 server; `handler` returns (status, body, type), or None to close the connection
+        without answering. A connection is kept for the next request unless the client asks to close it
+        (urllib always does; ops/kube.py's client keeps one, as it does with an API server)."""
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                head = await reader.readuntil(b"\r\n\r\n")
-                line, *rest = head.decode(errors="replace").split("\r\n")
-                method, target, _ = [*line.split(" ", 2), "", ""][:3]
-                headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in rest if h)}
-                answer = await handler(method, target, headers)
-                if answer is not None:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    line, *rest = head.decode(errors="replace").split("\r\n")
+                    method, target, _ = [*line.split(" ", 2), "", ""][:3]
+                    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in rest if h)}
+                    if headers.get("content-length", "0").isdigit():
+                        await reader.readexactly(int(headers.get("content-length", "0")))
+                    answer = await handler(method, target, headers)
+                    if answer is None:
+                        break
                     status, body, kind = answer
+                    close = headers.get("connection", "").lower() == "close"
+                    ending = "Connection: close\r\n\r\n" if close else "\r\n"
                     writer.write(
                         f"HTTP/1.1 {status} {'OK' if status < 400 else 'Error'}\r\nContent-Type: {kind}\r\n"
-                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                        f"Content-Length: {len(body)}\r\n{ending}".encode()
                         + body
                     )
                     await writer.drain()
+                    if close:
+                        break
             with contextlib.suppress(ConnectionError):
                 writer.close()
                 await writer.wait_closed()
@@ -352,20 +388,44 @@ class Loopback:
             with contextlib.suppress(ConnectionError):
                 writer.close()
 
-        return self.listen(host, port, serve)
+        bound = self.listen(host, port, serve)
+        self.held[(host, bound)] = held
+        return bound
 
-    def close(self) -> None:
+    def shut(self, addresses: Iterable[tuple[str, int]]) -> None:
+        """Close these listeners (host, port) and the connections they hold."""
+        servers = [self.servers.pop(a) for a in list(addresses) if a in self.servers]
+
+        held = [w for a in list(addresses) for w in self.held.pop(a, [])]
+
         async def stop() -> None:
-            for server in self.servers:
+            for server in servers:
                 server.close()
-            for server in self.servers:
+            for writer in held:
+                writer.close()
+            for server in servers:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server.wait_closed(), 1)
 
         with contextlib.suppress(Exception):
             self.run(stop())
+
+    def close(self) -> None:
+        self.shut(list(self.servers))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(2)
+        self.check()
+
+
+_SHARED: list[Loopback] = []
+
+
+def shared() -> Loopback:
+    """The process's one loop, started on first use (the test session's, a bench run's); its thread is a
+    daemon, so it ends with the process."""
+    if not _SHARED:
+        _SHARED.append(Loopback())
+    return _SHARED[0]
 
 
 def fake_answer(name: str, upstreams: Mapping[str, Mapping[str, Any]] | None = None, code: int = 200) -> dict[str, Any]:
@@ -417,6 +477,7 @@ class FakeCluster:
         self._ids = itertools.count(1000)
         self.rng = random.Random(17)
         self.net: Loopback | None = None
+        self._listening: list[tuple[str, int]] = []
         self.api_url = ""
         self.gateway_url = ""
         self.gateway: list[Callable[[], dict[str, Any]]] = []
@@ -510,24 +571,32 @@ class FakeCluster:
     # serving ------------------------------------------------------------------------------------
 
     def start(self, net: Loopback | None = None) -> FakeCluster:
-        self.net = net or Loopback()
-        self.api_url = f"http://127.0.0.1:{self.net.http('127.0.0.1', 0, self._api)}"
-        self.gateway_url = f"http://127.0.0.1:{self.net.http('127.0.0.1', 0, self._gateway)}/"
+        """Listen on `net`, by default the process's one loop (`shared`)."""
+        self.net = net = net or shared()
+        self.api_url = f"http://127.0.0.1:{self._listen('127.0.0.1', net.http('127.0.0.1', 0, self._api))}"
+        self.gateway_url = f"http://127.0.0.1:{self._listen('127.0.0.1', net.http('127.0.0.1', 0, self._gateway))}/"
         for pod in self.pods:
             if pod.ip == "127.0.0.1" or pod.host_network or not pod.port:
                 continue
             if pod.injected and pod.mtls == "strict":
-                self.net.raw(pod.ip, pod.port, "close")
+                self._listen(pod.ip, net.raw(pod.ip, pod.port, "close"))
             else:
-                self.net.http(pod.ip, pod.port, self._app(pod))
+                self._listen(pod.ip, net.http(pod.ip, pod.port, self._app(pod)))
             if pod.injected and pod.metrics:
-                self.net.http(pod.ip, METRICS_PORT, self._metrics(pod))
+                self._listen(pod.ip, net.http(pod.ip, METRICS_PORT, self._metrics(pod)))
         return self
 
+    def _listen(self, host: str, port: int) -> int:
+        self._listening.append((host, port))
+        return port
+
     def stop(self) -> None:
-        if self.net is not None:
-            self.net.close()
+        """Close this cluster's listeners and raise what failed on the loop while it served."""
         self._claim.close()
+        if self.net is not None:
+            self.net.shut(self._listening)
+            self._listening.clear()
+            self.net.check()
 
     def _app(self, pod: FakePod) -> Handler:
         async def answer(method: str, target: str, headers: Mapping[str, str]) -> tuple[int, bytes, str]:

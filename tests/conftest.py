@@ -7,12 +7,13 @@ and DATA the recorded samples and held state under tests/data/.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devtools import stubs
 from policy import rules
 from program.offline import Run, run_program
 
@@ -43,6 +44,15 @@ def program() -> Callable[..., Run]:
         return _cache[key]
 
     return evaluate
+
+
+@pytest.fixture(scope="session")
+def loopback() -> Iterator[stubs.Loopback]:
+    """The one loopback server of the session (devtools/stubs.py): every stub cluster, gateway and pod of
+    the tests listens on its event loop; what failed on it is raised at the end."""
+    net = stubs.shared()
+    yield net
+    net.check()
 
 
 @pytest.fixture(scope="module", params=["dev", "local"])

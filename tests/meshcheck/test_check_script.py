@@ -77,8 +77,9 @@ def gateway(net: stubs.Loopback, answers: Callable[[int], tuple[int, Any]], dela
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[dict[str, Any]]:
-    net = stubs.Loopback()
+def servers(loopback: stubs.Loopback) -> Iterator[dict[str, Any]]:
+    net = loopback
+    before = set(net.servers)
     made: dict[str, Any] = {
         "fine": gateway(net, lambda n: (200, web_calling("api (mesh)" if n % 2 else "api (non-mesh)"))),
         "api-only-mesh": gateway(net, lambda n: (200, web_calling("api (mesh)"))),
@@ -125,7 +126,7 @@ def servers() -> Iterator[dict[str, Any]]:
         s.bind(("127.0.0.1", 0))
         made["closed"] = f"http://127.0.0.1:{s.getsockname()[1]}/"
     yield made
-    net.close()
+    net.shut(set(net.servers) - before)
 
 
 def url(servers: dict[str, Any], name: str) -> str:
@@ -352,14 +353,13 @@ def test_plaintext_probe_times_out_on_silence(servers: dict[str, Any]) -> None:
 # --- settling, input, output ------------------------------------------------------------------------
 
 
-def test_a_failing_round_is_retried_until_config_has_settled(servers: dict[str, Any]) -> None:
+def test_a_failing_round_is_retried_until_config_has_settled(loopback: stubs.Loopback) -> None:
     # The first 20 answers still come from the legacy version, as right after Envoy got new config.
-    net = stubs.Loopback()
+    flipping = gateway(loopback, lambda n: (200, web_calling("api (non-mesh)" if n < 20 else "api (mesh)")))
     try:
-        flipping = gateway(net, lambda n: (200, web_calling("api (non-mesh)" if n < 20 else "api (mesh)")))
         code, line = run(expectation(flipping, ONLY_MESH, settle=5.0), sleep=lambda s: None)
     finally:
-        net.close()
+        loopback.shut([host_port(flipping)])
     assert code == 0, line
     assert "2 rounds," in line
 
