@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,11 +36,11 @@ import pulumi_kubernetes as k8s
 from meshcheck import expectation, mesh_check
 from meshcheck.expectation import CHECKS_NAMESPACE, SCRIPT, Verify
 from migration import checks as model
+from migration.adoption import Live
 from migration.entries import ACCESS_LOG_FORMAT
-from migration.fleet import Fleet, Service
+from migration.fleet import Fleet
 from migration.phases import describe
 from migration.step import Step
-from migration.workloads import selector
 
 from .annotations import AFTER, CHECK_LABEL, CHECK_SCRIPT, INJECT, REPLACE_UNREADY
 from .target import Gate
@@ -71,37 +71,55 @@ def _service(s: model.ServiceCheck) -> mesh_check.Service:
                 v.labels,
                 "running" if v.running else "retiring",
                 ("accepted" if v.accepts_plain_text else "refused") if v.running else None,
-                v.display_name,
+                v.display_name or None,  # a team's own service answers with no fake-service name
             )
             for v in s.versions
         ),
+        s.protocol,
     )
 
 
-def _workload(s: Service) -> mesh_check.Workload:
-    return mesh_check.Workload(s.name, s.namespace, selector(s))
+def _workload(p: model.CallerPods) -> mesh_check.Workload:
+    return mesh_check.Workload(p.name, p.namespace, p.selector)
 
 
-def postcheck_document(fleet: Fleet, step: Step, verify: Verify) -> dict[str, Any]:
+def postcheck_document(
+    fleet: Fleet, step: Step, verify: Verify, lives: Mapping[str, Live] | None = None
+) -> dict[str, Any]:
     """What the step must show once its objects are in place: the versions of the target, and those it
-    retires, which Pulumi deletes only after this check (migration/checks.py)."""
-    services = [_service(s) for s in model.postcheck_services(fleet, step)]
+    retires, which Pulumi deletes only after this check (migration/checks.py); for a team's own
+    services, what their callers' sidecars count for them (`lives`: what each adopted service runs)."""
+    lives = lives or {}
+    services = [_service(s) for s in model.postcheck_services(fleet, step, lives)]
+    upstreams = [
+        mesh_check.Upstream(
+            u.name, u.protocol, tuple(_workload(c) for c in u.callers), tuple(_workload(c) for c in u.moved)
+        )
+        for u in model.upstream_checks(fleet, step, lives)
+    ]
+    exposed = fleet.exposed if not fleet.service(fleet.exposed).adopted or fleet.exposed in lives else None
     post = expectation.postcheck(
         services,
         verify,
-        exposed=fleet.exposed,
+        exposed=exposed,
         reached=model.reached(fleet),
         destinations=model.destinations(fleet),
+        upstreams=upstreams,
+        answers="any" if fleet.service(fleet.exposed).adopted else "fake-service",
     )
     return expectation.document(describe(step.target), postcheck=post)
 
 
 def precheck_document(
-    fleet: Fleet, step: Step, verify: Verify, consul_namespace: str = CONSUL_NAMESPACE
+    fleet: Fleet,
+    step: Step,
+    verify: Verify,
+    consul_namespace: str = CONSUL_NAMESPACE,
+    lives: Mapping[str, Live] | None = None,
 ) -> dict[str, Any]:
     """The precheck of the step: the same on a re-run of it, so a re-run changes nothing
     (migration/checks.py precheck_target)."""
-    plan = model.precheck_target(fleet, step)
+    plan = model.precheck_target(fleet, step, lives)
     services = [
         mesh_check.Tightened(
             t.name,
@@ -133,6 +151,8 @@ class MeshChecksArgs:
     image: str  # the check's image: stock Python, pinned (program/versions.py)
     namespaces: Mapping[str, k8s.core.v1.Namespace]  # the services' namespaces: the checks read pods there
     consul_namespace: str = CONSUL_NAMESPACE  # where the Mesh entry lives (consul.mode existing: the release's)
+    # What each adopted service runs (components/adoption.py): their Service's selector and port.
+    lives: pulumi.Output[dict[str, Live]] | None = None
 
 
 class MeshChecks(pulumi.ComponentResource):
@@ -172,7 +192,9 @@ class MeshChecks(pulumi.ComponentResource):
         }
         grants = self._precheck_rbac(name, args)
         self._postcheck_grants = self._postcheck_rbac(name, args)
-        document = gate.step.apply(lambda st: precheck_document(args.fleet, st, args.verify, args.consul_namespace))
+        document = self._with_lives(
+            lambda st, lv: precheck_document(args.fleet, st, args.verify, args.consul_namespace, lv)
+        )
         self.precheck = self._job("precheck", document, [self._script, *grants])
         self.register_outputs({})
 
@@ -278,8 +300,16 @@ class MeshChecks(pulumi.ComponentResource):
     def postcheck(self, done: Sequence[pulumi.CustomResource]) -> k8s.batch.v1.Job:
         """The postcheck, once `done` (every Deployment and config entry of the step, and the gateway
         it sends its requests through) is in place."""
-        doc = self._gate.step.apply(lambda st: postcheck_document(self._args.fleet, st, self._args.verify))
+        doc = self._with_lives(lambda st, lv: postcheck_document(self._args.fleet, st, self._args.verify, lv))
         return self._job("postcheck", doc, [self._script, self.precheck, *self._postcheck_grants, *done])
+
+    def _with_lives(self, build: Callable[[Step, Mapping[str, Live]], dict[str, Any]]) -> pulumi.Output[dict[str, Any]]:
+        """A document from the step and, when the fleet adopts workloads, what they run: selectors and
+        ports only, so not kept as a secret (the live pod templates are)."""
+        if self._args.lives is None:
+            return self._gate.step.apply(lambda st: build(st, {}))
+        both = pulumi.Output.all(self._gate.step, self._args.lives).apply(lambda v: build(v[0], v[1]))
+        return pulumi.Output.unsecret(both)
 
     def _job(
         self, kind: str, doc: pulumi.Output[dict[str, Any]], needs: Sequence[pulumi.CustomResource]

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from migration.phases import PHASE_NAMES
-from program.offline import Resource, Run
+from program.offline import Resource, Run, live_key
 
 # --- Envoy, as Consul configures a tproxy sidecar ----------------------------------------------------------
 
@@ -176,6 +176,54 @@ def dataplane_lines(started: float) -> list[tuple[float, str]]:
 
 
 @dataclass
+class UpstreamTraffic:
+    """What a caller's sidecar sends one mesh upstream while a check runs: every reading of its statistics
+    finds this much more (Envoy's counters only grow; a test's readings stand for time passing)."""
+
+    protocol: str = "http"  # the upstream's: an HTTP connection manager counts requests, a TCP proxy none
+    requests: int = 20  # new requests per reading (http, http2, grpc)
+    errors: int = 0  # of those, answered 5xx
+    connections: int = 2  # new connections per reading
+    connect_failures: int = 0
+    pod_ips: int = 0  # new connections to its pod IPs (passthrough~<upstream>: the .service.consul way)
+    readings: int = 0
+
+    def samples(self, upstream: str, tags: str) -> list[str]:
+        """This upstream's cluster statistics in Prometheus text, after Envoy's tag extraction: Consul's
+        SNI cluster name `<service>.default.dc1.internal.<trust domain>.consul` is cut out of the stat
+        name into consul-dataplane's tags (internal/bootstrap/bootstrap_config.go resourceTagSpecifiers:
+        consul_destination_service, _namespace, _datacenter, _routing_type, _trust_domain, _target,
+        _full_target) and Envoy's own (source/common/config/well_known_names.cc: envoy_cluster_name, the
+        first dot-segment after `cluster.`; envoy_response_code_class, the digit of `upstream_rq_<d>xx`)."""
+        self.readings += 1
+        n = self.readings
+        dest = (
+            f'consul_destination_service="{upstream}",consul_destination_namespace="default",'
+            f'consul_destination_datacenter="dc1",consul_destination_routing_type="internal",'
+            f'consul_destination_trust_domain="{TRUST_DOMAIN}",consul_destination_target="{upstream}.default.dc1",'
+            f'consul_destination_full_target="{upstream}.default.dc1.internal.{TRUST_DOMAIN}"'
+        )
+        mesh, direct = (
+            f'{tags},envoy_cluster_name="{upstream}",{dest}',
+            f'{tags},envoy_cluster_name="passthrough~{upstream}",{dest}',
+        )
+        out = [
+            f"envoy_cluster_upstream_cx_total{{{mesh}}} {n * self.connections}",
+            f"envoy_cluster_upstream_cx_connect_fail{{{mesh}}} {n * self.connect_failures}",
+            f"envoy_cluster_upstream_cx_total{{{direct}}} {n * self.pod_ips}",
+            f"envoy_cluster_upstream_cx_connect_fail{{{direct}}} 0",
+        ]
+        if self.protocol != "tcp":
+            ok = self.requests - self.errors
+            out += [
+                f"envoy_cluster_upstream_rq_total{{{mesh}}} {n * self.requests}",
+                f'envoy_cluster_upstream_rq_xx{{{mesh},envoy_response_code_class="2"}} {n * ok}',
+                f'envoy_cluster_upstream_rq_xx{{{mesh},envoy_response_code_class="5"}} {n * self.errors}',
+            ]
+        return out
+
+
+@dataclass
 class FakePod:
     name: str
     namespace: str
@@ -197,6 +245,8 @@ class FakePod:
     open_plaintext: int = 0  # long-lived plain-text connections open on the permissive chain now
     open_http: int = 0  # HTTP connections open on the public listener now
     open_outbound: int = 0  # passthrough connections this sidecar holds to destinations outside the mesh
+    protocol: str = "http"  # what its app speaks on `port`: http, http2, grpc (h2c) or tcp
+    calls: dict[str, UpstreamTraffic] = field(default_factory=dict)  # what its sidecar sends each upstream
 
     def api_object(self) -> dict[str, Any]:
         """The core/v1 Pod the API server answers with."""
@@ -281,6 +331,7 @@ class FakePod:
                 sample(active, f'envoy_listener_address="{self.ip}_{READINESS_PORT}"', 0),
                 "# TYPE envoy_tcp_downstream_cx_total counter",
                 sample("envoy_tcp_downstream_cx_total", 'envoy_tcp_prefix="permissive_public_listener"', len(self.log)),
+                *(line for up, t in sorted(self.calls.items()) for line in t.samples(up, tags)),
                 "",
             ]
         )
@@ -368,14 +419,18 @@ class Loopback:
 
         return self.listen(host, port, serve)
 
-    def raw(self, host: str, port: int, behaviour: Literal["close", "reset", "alert", "hang"]) -> int:
+    def raw(self, host: str, port: int, behaviour: Literal["close", "reset", "alert", "hang", "tls", "h2c"]) -> int:
         """A TCP listener that reads the request, then: close without a byte (a strict sidecar whose TLS
-        handshake failed), reset, a TLS alert then close, or hold the connection silent."""
+        handshake failed), reset, a TLS alert then close, hold the connection silent, `tls`: a TLS server
+        (a strict sidecar's public listener: a ClientHello gets the server's first handshake record, any
+        other bytes fail the handshake and the connection closes without a byte), or `h2c`: a plain-text
+        HTTP/2 server (a gRPC app: its connection preface, an empty SETTINGS frame, RFC 9113 section 3.4)."""
         held: list[asyncio.StreamWriter] = []
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            first = b""
             with contextlib.suppress(ConnectionError, TimeoutError):
-                await asyncio.wait_for(reader.read(4096), 1.0)
+                first = await asyncio.wait_for(reader.read(4096), 1.0)
             if behaviour == "hang":
                 held.append(writer)
                 return
@@ -385,6 +440,12 @@ class Loopback:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif behaviour == "alert":
                 writer.write(bytes([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]))  # TLS alert: protocol_version
+            elif behaviour == "tls" and first[:2] == b"\x16\x03":
+                # A handshake record (type 22, legacy version TLS 1.2) opening the ServerHello; the rest of
+                # the handshake is not modelled: a plain-text probe reads only the record header.
+                writer.write(bytes([0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]))
+            elif behaviour == "h2c" and first.startswith(b"PRI * HTTP/2.0"):
+                writer.write(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # SETTINGS, no parameters, stream 0
             with contextlib.suppress(ConnectionError):
                 writer.close()
 
@@ -579,6 +640,10 @@ class FakeCluster:
             if pod.ip == "127.0.0.1" or pod.host_network or not pod.port:
                 continue
             if pod.injected and pod.mtls == "strict":
+                self._listen(pod.ip, net.raw(pod.ip, pod.port, "tls"))
+            elif pod.protocol in ("http2", "grpc"):
+                self._listen(pod.ip, net.raw(pod.ip, pod.port, "h2c"))
+            elif pod.protocol == "tcp":  # a database, say: a TLS ClientHello is not its protocol, it closes
                 self._listen(pod.ip, net.raw(pod.ip, pod.port, "close"))
             else:
                 self._listen(pod.ip, net.http(pod.ip, pod.port, self._app(pod)))
@@ -831,6 +896,80 @@ def from_rendered(
             )
     for r in checks if checks is not None else state:
         _rbac(cluster, r, checks if checks is not None else state)
+    return cluster
+
+
+PATCHES = {"kubernetes:apps/v1:DeploymentPatch": "Deployment", "kubernetes:apps/v1:StatefulSetPatch": "StatefulSet"}
+
+
+def from_adopted(
+    run: Run, objects: Mapping[str, Mapping[str, Any]], traffic: Callable[[str, str], UpstreamTraffic] | None = None
+) -> FakeCluster:
+    """The cluster a step of a team's own workloads meets, once the step's objects are in place: each
+    workload as the API server holds it after the step's patch (devtools/workloads.applied: a
+    server-side apply merge into the live object of `objects`, what `run_program(cluster=...)` read), its
+    pods behind the team's own Service, injected where its pod template says so (consul-k8s registers
+    the Service's target port: migration/adoption.py target_port), accepting plain text where its
+    ServiceDefaults is permissive, its app speaking the ServiceDefaults' protocol; and every caller the
+    rendered ServiceIntentions allow sending `traffic(caller, upstream)` (default: steady, all answered).
+    The rendered demo objects, config entries and the checks' RBAC come from `from_rendered`."""
+    from devtools.workloads import applied
+
+    cluster = from_rendered(run.resources)
+    entries: dict[tuple[str, str], Mapping[str, Any]] = {}
+    callers: dict[str, list[str]] = {}
+    for r in run.resources:
+        if r.type == f"{CONSUL}ServiceDefaults":
+            entries[(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])] = r.inputs.get("spec") or {}
+        if r.type == f"{CONSUL}ServiceIntentions":
+            dest = r.inputs["spec"]["destination"]["name"]
+            for source in r.inputs["spec"].get("sources") or []:
+                callers.setdefault(source["name"], []).append(dest)
+    for r in run.resources:
+        kind = PATCHES.get(r.type)
+        if kind is None:
+            continue
+        ns, name = r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]
+        obj = applied(objects[live_key(f"kubernetes:apps/v1:{kind}", f"{ns}/{name}")], r.inputs)
+        template = obj["spec"]["template"]
+        labels = dict(template["metadata"].get("labels") or {})
+        annotations = template["metadata"].get("annotations") or {}
+        svc = next(
+            o
+            for o in objects.values()
+            if o.get("kind") == "Service"
+            and o["metadata"].get("namespace") == ns
+            and o["spec"].get("selector")
+            and all(labels.get(k) == v for k, v in o["spec"]["selector"].items())
+        )
+        service = svc["metadata"]["name"]
+        target = svc["spec"]["ports"][0].get("targetPort") or svc["spec"]["ports"][0]["port"]
+        ports = [p for c in template["spec"]["containers"] for p in c.get("ports") or []]
+        port = next(p for p in ports if p.get("name") == target or p["containerPort"] == target)
+        spec = entries.get((ns, service), {})
+        cluster.services.append(
+            FakeService(service, ns, dict(svc["spec"]["selector"]), int(port["containerPort"]), port.get("name", ""))
+        )
+        for i in range(int(obj["spec"].get("replicas", 1))):
+            cluster.add(
+                FakePod(
+                    f"{name}-5d8c7b9f4-{'kqwzx'[i % 5]}{i:04d}"[:63],
+                    ns,
+                    labels,
+                    cluster.next_ip(),
+                    int(port["containerPort"]),
+                    injected=annotations.get("consul.hashicorp.com/connect-inject") == "true",
+                    mtls="permissive" if spec.get("mutualTLSMode") == "permissive" else "strict",
+                    protocol=str(spec.get("protocol") or "http"),
+                    calls={
+                        up: (traffic or (lambda c, u: UpstreamTraffic()))(service, up)
+                        for up in callers.get(service, [])
+                    },
+                )
+            )
+    for pod in cluster.pods:  # an upstream's protocol decides what its callers' sidecars count
+        for up, t in pod.calls.items():
+            t.protocol = next((str(e.get("protocol") or "http") for (_, n), e in entries.items() if n == up), "http")
     return cluster
 
 

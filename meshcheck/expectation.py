@@ -9,9 +9,9 @@ the migration model and gets the document the Job reads. The schema is the scrip
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import mesh_check
 
@@ -30,6 +30,7 @@ class Verify:
     window_seconds: int
     post: mesh_check.PostTimeouts
     pre: mesh_check.PreTimeouts
+    traffic: mesh_check.Traffic = field(default_factory=mesh_check.Traffic)
 
 
 def postcheck(
@@ -41,6 +42,8 @@ def postcheck(
     gateway_url: str = GATEWAY_URL,
     kubernetes: mesh_check.Kubernetes = IN_CLUSTER,
     destinations: Mapping[str, str | None] | None = None,
+    upstreams: Sequence[mesh_check.Upstream] = (),
+    answers: str = "fake-service",
 ) -> mesh_check.Postcheck:
     """The postcheck of these services; through the gateway when `exposed` names its service.
 
@@ -56,8 +59,11 @@ def postcheck(
         if exposed not in reached or unknown:
             raise ValueError(f"the gateway meets {list(reached)}: expected {exposed!r} among them and only services")
         hosts = {host: name for name, host in outside.items() if host is not None and name in reached} or None
-        gateway = mesh_check.Gateway(gateway_url, exposed, tuple(reached), verify.requests, verify.tolerance, hosts)
-    return mesh_check.Postcheck(tuple(services), gateway, kubernetes, verify.post)
+        kind: Literal["fake-service", "any"] = "any" if answers == "any" else "fake-service"
+        gateway = mesh_check.Gateway(
+            gateway_url, exposed, tuple(reached), verify.requests, verify.tolerance, hosts, kind
+        )
+    return mesh_check.Postcheck(tuple(services), gateway, kubernetes, verify.post, tuple(upstreams), verify.traffic)
 
 
 def precheck(

@@ -39,6 +39,7 @@ message (/dev/termination-log), which pulumi-kubernetes' Job await reports in th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -106,6 +107,9 @@ class Version:
     answers_as: str | None = None  # the NAME it answers with through the gateway; None: not looked for
 
 
+Protocol = Literal["http", "http2", "grpc", "tcp"]
+
+
 @dataclass(frozen=True)
 class Service:
     """A Kubernetes Service and the versions behind it."""
@@ -115,6 +119,7 @@ class Service:
     port: int = field(metadata=_at_least(1, 65535))  # the pods' port (the Service's target port)
     selector: Mapping[str, str]  # the Service's selector
     versions: tuple[Version, ...] = ()
+    protocol: Protocol = "http"  # how a plain-text probe speaks to its pods (probe_plaintext)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,9 @@ class Gateway:
     # A host a caller dials that does not start with the name it counts as: a destination outside the
     # mesh dialed by its own address (host -> the destination's name among `reached`).
     hosts: Mapping[str, str] | None = None
+    # fake-service: every answer is its JSON, every hop named. any: a team's own service, whose answers
+    # are its own: the route counts as passing when its success rate (no 5xx) meets Traffic's.
+    answers: Literal["fake-service", "any"] = "fake-service"
 
 
 @dataclass(frozen=True)
@@ -138,11 +146,36 @@ class PostTimeouts:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """A service whose callers' sidecars prove the step: what they count for it before and after."""
+
+    service: str  # its Consul name (consul_destination_service)
+    protocol: Protocol = "http"  # http, http2, grpc: requests and their 5xx; tcp: connections only
+    callers: tuple[Workload, ...] = ()  # the callers with a sidecar: their pods' statistics
+    # Callers that dial its virtual address now: none of their connections may go to its pod IPs
+    # (the passthrough cluster dialedDirectly gives them), the `.service.consul` way.
+    moved: tuple[Workload, ...] = ()
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Success over the callers' own requests, in the terms of progressive delivery (Flagger's request
+    success rate, Argo Rollouts' count and interval): at least `success_rate` of the requests made in
+    the window, judged once there are `min_requests` of them; fewer is too little to judge (said)."""
+
+    success_rate: float = field(default=0.99, metadata=_at_least(0, 1))
+    min_requests: int = field(default=1, metadata=_at_least(1))
+    window: float = field(default=10.0, metadata=_at_least(0))  # seconds between the two readings
+
+
+@dataclass(frozen=True)
 class Postcheck:
     services: tuple[Service, ...]
     gateway: Gateway | None = None
     kubernetes: Kubernetes = Kubernetes()
     timeouts: PostTimeouts = PostTimeouts()
+    upstreams: tuple[Upstream, ...] = ()
+    traffic: Traffic = Traffic()
 
 
 @dataclass(frozen=True)
@@ -587,15 +620,91 @@ def probe_plaintext(host: str, port: int, timeout: float) -> Probe:
     return Probe("refused", f"connection closed after {len(data)} non-HTTP bytes")
 
 
+# The client connection preface of HTTP/2 (RFC 9113 section 3.4) and an empty SETTINGS frame: what a
+# gRPC client, a health check included, sends first on a plain-text (h2c) connection.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def probe_h2c(host: str, port: int, timeout: float) -> Probe:
+    """Plain-text HTTP/2, as a gRPC client sends it. Accepted: the server's first frame is SETTINGS
+    (type 4, RFC 9113 section 3.4: it must send one first). Refused: refused, closed or reset first
+    (a strict sidecar's TLS handshake fails on these bytes), or any other answer."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except ConnectionRefusedError:
+        return Probe("refused", "connection refused")
+    data = b""
+    try:
+        with sock:
+            sock.sendall(H2_PREFACE)
+            while len(data) < 9:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except (BrokenPipeError, ConnectionResetError):
+        return Probe("refused", "connection reset" + (f" after {len(data)} bytes" if data else ""))
+    if len(data) >= 9 and data[3] == 4:
+        return Probe("accepted", "HTTP/2 SETTINGS")
+    return Probe(
+        "refused", f"connection closed after {len(data)} bytes" if data else "connection closed without a frame"
+    )
+
+
+def probe_tls(host: str, port: int, timeout: float) -> Probe:
+    """Whatever the protocol: does the port answer a TLS ClientHello as a TLS server? A strict
+    sidecar's public listener terminates mTLS on every inbound connection (hashicorp/consul
+    agent/xds/listeners.go makeInboundListener), so it answers with a TLS record (handshake or alert);
+    a permissive one passes the bytes to the app (makePermissiveFilterChain), which does not. Refused:
+    a TLS answer. Accepted: anything else (the app's own answer, a close, or silence)."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except ConnectionRefusedError:
+        return Probe("refused", "connection refused")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    data = b""
+    try:
+        with sock:
+            sock.sendall(outgoing.read())
+            while len(data) < 5:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except TimeoutError:
+        return Probe("accepted", "no TLS answer (the app kept the connection open)")
+    except (BrokenPipeError, ConnectionResetError):
+        return Probe("accepted", "connection reset without a TLS answer")
+    if len(data) >= 2 and data[0] in (0x15, 0x16) and data[1] == 0x03:
+        return Probe("refused", "a TLS server answered (the sidecar's mTLS)")
+    return Probe("accepted", f"{len(data)} bytes that are not TLS" if data else "connection closed without TLS")
+
+
+PROBES: Mapping[str, Callable[[str, int, float], Probe]] = {
+    "http": probe_plaintext,
+    "http2": probe_h2c,
+    "grpc": probe_h2c,
+    "tcp": probe_tls,
+}
+
+
 def _status_line(data: bytes) -> str:
     parts = data.split(b"\r\n", 1)[0].decode(errors="replace").split(" ", 2)
     return f"HTTP {parts[1]}" if len(parts) > 1 else parts[0]
 
 
-def _probe(host: str, port: int, timeout: float, deadline: Deadline, check: str, what: str) -> Probe:
+def _probe(
+    host: str, port: int, timeout: float, deadline: Deadline, check: str, what: str, protocol: str = "http"
+) -> Probe:
     waited = deadline.cap(timeout, f"probing {what}")
     try:
-        return probe_plaintext(host, port, waited)
+        return PROBES[protocol](host, port, waited)
     except TimeoutError:
         raise deadline.timed_out(check, waited, f"waiting for {what} to answer or close") from None
     except OSError as exc:
@@ -685,6 +794,7 @@ def pods_round(post: Postcheck, kube: Kube, deadline: Deadline) -> PodRound:
                     deadline,
                     f"postcheck plaintext {v.version}",
                     f"{e.pod} ({e.address}:{svc.port})",
+                    svc.protocol,
                 )
                 if probe.verdict != v.plaintext:
                     did = "accept" if probe.verdict == "accepted" else "refuse"
@@ -795,6 +905,36 @@ def gateway_round(g: Gateway, timeouts: PostTimeouts, deadline: Deadline) -> tup
     return seen, slowest
 
 
+def gateway_route_round(
+    g: Gateway, timeouts: PostTimeouts, traffic: Traffic, deadline: Deadline
+) -> tuple[Counter[str], float]:
+    """A team's own service behind the gateway: g.requests requests, each answered by the route (its
+    status, whatever it is) or failing; the route passes when the share without a 5xx or an error
+    meets traffic.success_rate. Returns the statuses seen and the slowest request's time."""
+    check = "postcheck gateway"
+    codes: Counter[str] = Counter()
+    slowest = 0.0
+    for i in range(1, g.requests + 1):
+        where = f"(request {i} of {g.requests})"
+        timeout = deadline.cap(timeouts.request, f"waiting for {g.url} {where}")
+        started = deadline.clock()
+        try:
+            answer = http_get(g.url, timeout)
+            codes[f"HTTP {answer.status}"] += 1
+        except TimeoutError:
+            codes["timed out"] += 1
+        except (OSError, http.client.HTTPException) as exc:
+            codes[_describe_oserror(exc)] += 1
+        slowest = max(slowest, deadline.clock() - started)
+    good = sum(n for code, n in codes.items() if code.startswith("HTTP ") and not code.startswith("HTTP 5"))
+    if good < traffic.success_rate * g.requests - 1e-9:
+        raise CheckFailed(
+            f"{check}: expected at least {traffic.success_rate:.0%} of {g.requests} requests to {g.url} answered "
+            f"without a 5xx (the route to {g.exposed}), saw {fmt_counts(codes)}"
+        )
+    return codes, slowest
+
+
 def _failed_hop(doc: Mapping[str, Any], exposed: str, hosts: Mapping[str, str] | None = None) -> str:
     """The first hop of an answer that failed, described; '' when every hop answered 200."""
     failed = [h for h in hops(doc, exposed, hosts=hosts) if h.error or (h.code is not None and h.code != 200)]
@@ -845,6 +985,145 @@ def check_names(post: Postcheck, seen: Mapping[str, Counter[str]]) -> None:
             )
 
 
+# --- postcheck: what the callers' sidecars count for each upstream ------------------------------------------
+
+# consul-dataplane serves the sidecar's Envoy statistics, merged with its own, on the pod's Prometheus port
+# (consul-k8s getMetricsPorts names it `prometheus`, chart default 20200; consul-dataplane
+# internal/bootstrap generateListenerConfig routes `path: /metrics` to /stats/prometheus).
+DATAPLANE = "consul-dataplane"
+METRICS_PORT_NAME = "prometheus"
+METRICS_PATH = "/metrics"
+PASSTHROUGH = "passthrough~"  # the cluster of a dialedDirectly upstream's pod IPs (consul agent/xds/clusters.go)
+
+
+@dataclass
+class Counts:
+    """One upstream's counters in one caller pod's sidecar, after Envoy's tag extraction: the cluster
+    name is the first dot-segment of Consul's SNI (`api`, or `passthrough~api`), and Consul's tag
+    specifiers name the upstream in `consul_destination_service` (consul-dataplane internal/bootstrap
+    resourceTagSpecifiers)."""
+
+    requests: float = 0.0  # envoy_cluster_upstream_rq_total of the mesh route
+    errors: float = 0.0  # envoy_cluster_upstream_rq_xx{envoy_response_code_class="5"}
+    connections: float = 0.0  # envoy_cluster_upstream_cx_total of the mesh route
+    connect_failures: float = 0.0  # envoy_cluster_upstream_cx_connect_fail, every cluster of the upstream
+    passthrough: float = 0.0  # envoy_cluster_upstream_cx_total of passthrough~<upstream>: pod IPs dialed
+
+
+def upstream_counts(text: str, service: str) -> Counts:
+    c = Counts()
+    for name, labels, value in prometheus(text):
+        if labels.get("consul_destination_service") != service or not name.startswith("envoy_cluster_upstream_"):
+            continue
+        via_pod_ips = labels.get("envoy_cluster_name", "").startswith(PASSTHROUGH)
+        if name == "envoy_cluster_upstream_cx_connect_fail":
+            c.connect_failures += value
+        elif name == "envoy_cluster_upstream_cx_total":
+            if via_pod_ips:
+                c.passthrough += value
+            else:
+                c.connections += value
+        elif via_pod_ips:
+            continue
+        elif name == "envoy_cluster_upstream_rq_total":
+            c.requests += value
+        elif name == "envoy_cluster_upstream_rq_xx" and labels.get("envoy_response_code_class") == "5":
+            c.errors += value
+    return c
+
+
+Readings = dict[tuple[str, str, str], Counts]  # (upstream, caller, pod) -> its counts
+
+
+def _metrics_url(pod: Mapping[str, Any]) -> str | None:
+    sidecar = _container(pod, DATAPLANE) or {}
+    port = next(
+        (p.get("containerPort") for p in sidecar.get("ports") or [] if p.get("name") == METRICS_PORT_NAME), None
+    )
+    ip = (pod.get("status") or {}).get("podIP")
+    if not isinstance(port, int) or not ip:
+        return None
+    return f"http://{f'[{ip}]' if ':' in str(ip) else ip}:{port}{METRICS_PATH}"
+
+
+def read_upstreams(post: Postcheck, kube: Kube, deadline: Deadline) -> Readings:
+    """Every caller pod's counters for each upstream, now; a pod whose sidecar serves no statistics is
+    left out (metrics off), and one that cannot be read means the check cannot be made."""
+    out: Readings = {}
+    texts: dict[str, str] = {}
+    for up in post.upstreams:
+        for caller in {c.service: c for c in (*up.callers, *up.moved)}.values():
+            for pod in kube.pods(caller.namespace, caller.selector):
+                url = _metrics_url(pod) if _is_running(pod) else None
+                if url is None:
+                    continue
+                if url not in texts:
+                    waited = deadline.cap(post.timeouts.request, f"reading {url}")
+                    try:
+                        answer = http_get(url, waited)
+                    except TimeoutError:
+                        raise deadline.timed_out("postcheck callers", waited, f"reading {url}") from None
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise KubeError(
+                            None, f"reading the statistics of {_pod_ref(pod)} at {url} failed: {_describe_oserror(exc)}"
+                        ) from None
+                    if answer.status != 200:
+                        raise KubeError(
+                            None, f"reading the statistics of {_pod_ref(pod)} at {url}: HTTP {answer.status}"
+                        )
+                    texts[url] = answer.body.decode(errors="replace")
+                out[(up.service, caller.service, _pod_ref(pod))] = upstream_counts(texts[url], up.service)
+    return out
+
+
+def judge_upstreams(post: Postcheck, first: Readings, second: Readings, seconds: float) -> str:
+    """The callers' requests (connections, for tcp) to each upstream between the two readings: their
+    success rate, and no connection to its pod IPs from a caller that dials its virtual address now. A
+    pod new since the first reading counts from zero (Envoy's counters start with it)."""
+    tr = post.traffic
+    said = []
+    for up in post.upstreams:
+        made = failed = 0.0
+        for key, now in second.items():
+            if key[0] != up.service or key[1] not in {c.service for c in up.callers}:
+                continue
+            was = first.get(key, Counts())
+            if up.protocol == "tcp":
+                made += max(0.0, now.connections - was.connections)
+            else:
+                made += max(0.0, now.requests - was.requests)
+                failed += max(0.0, now.errors - was.errors)
+            failed += max(0.0, now.connect_failures - was.connect_failures)
+        for caller in up.moved:
+            dialed = sum(
+                max(0.0, now.passthrough - first.get(key, Counts()).passthrough)
+                for key, now in second.items()
+                if key[0] == up.service and key[1] == caller.service
+            )
+            if dialed:
+                raise CheckFailed(
+                    f"postcheck callers {up.service}: expected {caller.service} to dial {up.service}.virtual.consul "
+                    f"only, saw {round(dialed)} new connection(s) to its pod IPs ({PASSTHROUGH}{up.service}, the "
+                    f"{up.service}.service.consul way) in {_secs(seconds)}"
+                )
+        unit = "connection" if up.protocol == "tcp" else "request"
+        attempts = max(made, failed)
+        if attempts < tr.min_requests:
+            said.append(
+                f"{up.service} {round(attempts)} {unit}(s) from its callers in {_secs(seconds)}, too few to judge"
+            )
+            continue
+        rate = 1.0 - failed / attempts
+        if rate < tr.success_rate - 1e-9:
+            raise CheckFailed(
+                f"postcheck callers {up.service}: expected at least {tr.success_rate:.1%} of its callers' {unit}s to "
+                f"succeed, saw {rate:.1%} ({round(failed)} of {round(attempts)} failed: 5xx or connect failures) in "
+                f"{_secs(seconds)}"
+            )
+        said.append(f"{up.service} {rate:.1%} of {round(attempts)} {unit}(s) in {_secs(seconds)}")
+    return "callers' sidecars: " + ", ".join(said)
+
+
 def run_postcheck(
     post: Postcheck, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
 ) -> str:
@@ -852,6 +1131,11 @@ def run_postcheck(
     t = post.timeouts
     deadline = Deadline("postcheck", t.total, clock)
     kube = Kube(post.kubernetes, t.request, deadline)
+    try:
+        first = read_upstreams(post, kube, deadline)
+    except KubeError as exc:
+        raise Invalid(f"postcheck kubernetes: {exc}") from None
+    read_at = clock()
     rounds = 0
     while True:
         rounds += 1
@@ -861,7 +1145,12 @@ def run_postcheck(
             pods_time = clock() - started
             seen: dict[str, Counter[str]] = {}
             slowest = gateway_time = 0.0
-            if post.gateway is not None:
+            if post.gateway is not None and post.gateway.answers == "any":
+                started = clock()
+                codes, slowest = gateway_route_round(post.gateway, t, post.traffic, deadline)
+                seen = {post.gateway.exposed: codes}
+                gateway_time = clock() - started
+            elif post.gateway is not None:
                 started = clock()
                 seen, slowest = gateway_round(post.gateway, t, deadline)
                 check_names(post, seen)
@@ -888,9 +1177,17 @@ def run_postcheck(
             through = (
                 f"; {g.requests} requests through {g.url} in {_secs(gateway_time)} (slowest {_secs(slowest)}): {names}"
             )
+        callers = ""
+        if post.upstreams:
+            sleep(max(0.0, min(post.traffic.window - (clock() - read_at), deadline.left())))
+            try:
+                second = read_upstreams(post, kube, deadline)
+            except KubeError as exc:
+                raise Invalid(f"postcheck kubernetes: {exc}") from None
+            callers = "; " + judge_upstreams(post, first, second, clock() - read_at)
         return (
             f"postcheck ok: plain text on every ready pod as expected ({probed}) in {_secs(pods_time)}{retiring}"
-            f"{through}; {_plural(rounds, 'round')}, {_secs(deadline.elapsed())} in all"
+            f"{through}{callers}; {_plural(rounds, 'round')}, {_secs(deadline.elapsed())} in all"
         )
 
 

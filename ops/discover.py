@@ -476,8 +476,6 @@ def render(result: Mapping[str, Any], inv: Inventory, seen: Seen, source: str) -
         lines += ["consul-mesh-migration:gateway:", f"  service: {result['gateway']}"]
     else:
         lines.append("# gateway.service: no service runs in the mesh yet; the API gateway needs one (set it by hand)")
-    if result.get("verify"):
-        lines += [f"# {result['verify']}", "consul-mesh-migration:verify:", "  enabled: false"]
     lines.append("consul-mesh-migration:services:")
     for entry in result["services"]:
         for note in result["notes"].get(entry["name"], []):
@@ -505,28 +503,18 @@ def discover(
 
 
 def judge(result: dict[str, Any]) -> None:
-    """Read the draft as `make plan` reads the config (program.config.parse_config): where the checks
-    of every `up` cannot serve the workloads drafted yet, the draft turns them off and says why; any
-    other refusal is kept, line by line, for the reviewer (`refused`)."""
+    """Read the draft as `make plan` reads the config (program.config.parse_config): a refusal is kept,
+    line by line, for the reviewer (`refused`)."""
     from program.config import ConfigError, parse_config
 
     keys: dict[str, Any] = {"services": result["services"]}
     if result["gateway"]:
         keys["gateway"] = {"service": result["gateway"]}
-    result["verify"], result["refused"] = None, []
+    result["refused"] = []
     try:
         parse_config(keys)
-        return
     except ConfigError as e:
-        first = str(e)
-    if "verify.enabled" in first:
-        try:
-            parse_config({**keys, "verify": {"enabled": False}})
-            result["verify"] = first.split(": ", 1)[-1]
-            return
-        except ConfigError as e:
-            first = str(e)
-    result["refused"] = first.splitlines()
+        result["refused"] = str(e).splitlines()
 
 
 def main(argv: list[str] | None = None) -> int:

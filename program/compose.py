@@ -303,6 +303,7 @@ def _migration(
                 image=cfg.versions.check_image,
                 namespaces=namespaces,
                 consul_namespace=consul.namespace,
+                lives=adoption.lives if adoption is not None else None,
             ),
             opts=children,
         )
@@ -365,4 +366,5 @@ def check_settings(cfg: StackConfig) -> Verify:
         window_seconds=v.precheck_window,
         post=mesh_check.PostTimeouts(request=v.request_seconds, settle=v.settle_seconds, total=v.postcheck_seconds),
         pre=mesh_check.PreTimeouts(total=v.precheck_seconds),
+        traffic=mesh_check.Traffic(success_rate=v.success_rate, min_requests=v.min_requests, window=v.traffic_seconds),
     )

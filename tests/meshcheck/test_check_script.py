@@ -425,7 +425,7 @@ def test_the_last_failure_is_reported_once_settle_is_over(servers: dict[str, Any
         (
             {"version": 2, "phase": "strict", "postcheck": {"services": [], "extra": 1}},
             "expectation document.postcheck.extra: not a field here; "
-            "the fields: services, gateway, kubernetes, timeouts",
+            "the fields: services, gateway, kubernetes, timeouts, upstreams, traffic",
         ),
     ],
 )

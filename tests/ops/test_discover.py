@@ -121,8 +121,6 @@ def test_make_plan_accepts_the_draft(drafted):
         {
             "services": doc["consul-mesh-migration:services"],
             "gateway": doc["consul-mesh-migration:gateway"],
-            # The checks do not read a team's workload yet (program/config.py refuses them with one).
-            "verify": {"enabled": False},
         }
     )
     rollout = plan(cfg.fleet(), cfg.target())
