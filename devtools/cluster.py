@@ -33,16 +33,14 @@ import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 from devtools import stubs
 from migration.entries import ACCESS_LOG_FORMAT
 
-TRUST_DOMAIN = stubs.TRUST_DOMAIN
 DC = "dc1"
 CREATED = "2026-11-20T09:00:00Z"
-NOW = "2026-11-26T10:00:00"
+STARTED = 1795687200.0  # 2026-11-26T10:00:00Z: when the recorded sidecars started
 INJECTED_ANNOTATIONS = {
     "consul.hashicorp.com/connect-inject": "true",
     "consul.hashicorp.com/connect-inject-status": "injected",
@@ -490,69 +488,50 @@ class Recorded:
     # --- the sidecar logs ---------------------------------------------------------------------------
 
     def log(self, namespace: str, pod: str) -> Iterator[str]:
-        """The consul-dataplane container's log of an injected pod, line by line."""
+        """The consul-dataplane container's log of an injected pod, line by line: the dataplane's and
+        Envoy's own lines, then one access-log record per connection or request, rendered through the
+        format the program configures (migration/entries.py ACCESS_LOG_FORMAT) by devtools/stubs.py."""
         app = next(a for a in self.apps if any(p == pod for p, _ in self.pod_ips[a.name]) and a.namespace == namespace)
         ip = dict(self.pod_ips[app.name])[pod]
-        manager = "consul-dataplane: consul-server-connection-manager"
-        yield f"{NOW}.001Z [INFO]  {manager}: trying to connect to a Consul server\n"
-        yield f"{NOW}.120Z [INFO]  {manager}: connected to Consul server: address=10.0.2.31:8502\n"
-        envoy = f"[{NOW.replace('T', ' ')}.300][1][info][main]"
-        yield f"{envoy} [source/server/server.cc:1015] starting main dispatch loop\n"
+        for _, line in stubs.dataplane_lines(STARTED):
+            yield line + "\n"
         seq = itertools.count(1)
+
+        def record(chain: stubs.Chain, local: str, upstream: str, caller: str = ip, **more: Any) -> str:
+            """One record, connection n of this sidecar: the caller's ephemeral port and the start time
+            follow n, so every record of a log is distinct."""
+            n = next(seq)
+            remote = f"{caller}:{40000 + n % 20000}"
+            c = stubs.Connection(chain, remote, local, STARTED + n / 1000, upstream, connection_id=n, **more)
+            return stubs.render_record(ACCESS_LOG_FORMAT, c) + "\n"
+
+        app_addr = f"127.0.0.1:{app.port}"
         for _ in range(self.probes):  # kubelet, from the node, on the readiness expose listener
-            yield _record("expose", f"{ip}:20400", "10.0.1.10:51234", f"127.0.0.1:{app.port}", next(seq)) + "\n"
+            probe = {"path": "/health", "user_agent": "kube-probe/1.35"}
+            yield record("expose", f"{ip}:{stubs.READINESS_PORT}", app_addr, "10.0.1.10", **probe)
         for call in self.calls:
             for _ in range(call.count):
                 if call.callee == app.name:  # inbound, on this pod's public listener
                     remote = self._caller_ip(call.caller)
                     if call.mode == "mtls":
-                        san = stubs.spiffe(call.caller, datacenter=DC)
-                        yield (
-                            _record(
-                                "mtls",
-                                f"{ip}:20000",
-                                f"{remote}:4{next(seq) % 10000:04d}",
-                                f"127.0.0.1:{app.port}",
-                                next(seq),
-                                peer=san,
-                            )
-                            + "\n"
-                        )
+                        peer = stubs.spiffe(call.caller, datacenter=DC)
+                        yield record("mtls", f"{ip}:{stubs.PUBLIC_LISTENER_PORT}", app_addr, remote, peer=peer)
                     else:  # the permissive chain: a TCP proxy matched on the service port
-                        yield (
-                            _record(
-                                "permissive",
-                                f"{ip}:{app.port}",
-                                f"{remote}:4{next(seq) % 10000:04d}",
-                                f"127.0.0.1:{app.port}",
-                                next(seq),
-                                bytes_received=76,
-                            )
-                            + "\n"
-                        )
+                        yield record("permissive", f"{ip}:{app.port}", app_addr, remote, bytes_received=76)
                 elif call.caller == app.name:  # outbound, through this pod's outbound listener
                     if call.callee.startswith("ext:"):
                         dest = call.callee.removeprefix("ext:")
-                        yield _record("outbound", dest, f"{ip}:5{next(seq) % 10000:04d}", dest, next(seq)) + "\n"
+                        yield record("outbound", dest, dest)
                         continue
                     callee = self.by_name[call.callee]
                     if call.mode == "mtls":  # the callee's virtual address, its cluster
-                        cluster = f"{callee.name}.default.{DC}.internal.{TRUST_DOMAIN}"
-                        target = self.pod_ips[callee.name][0][1]
-                        yield (
-                            _record(
-                                "upstream",
-                                f"{self.cluster_ip[callee.name]}:{callee.port}",
-                                f"{ip}:5{next(seq) % 10000:04d}",
-                                f"{target}:20000",
-                                next(seq),
-                                cluster=cluster,
-                            )
-                            + "\n"
-                        )
+                        cluster = f"{callee.name}.default.{DC}.internal.{stubs.TRUST_DOMAIN}"
+                        target = f"{self.pod_ips[callee.name][0][1]}:{stubs.PUBLIC_LISTENER_PORT}"
+                        virtual = f"{self.cluster_ip[callee.name]}:{callee.port}"
+                        yield record("upstream", virtual, target, cluster=cluster)
                     else:  # a pod IP from <callee>.service.consul: outside the mesh's routing
                         target = f"{self.pod_ips[callee.name][0][1]}:{callee.port}"
-                        yield _record("outbound", target, f"{ip}:5{next(seq) % 10000:04d}", target, next(seq)) + "\n"
+                        yield record("outbound", target, target)
 
     def _caller_ip(self, caller: str) -> str:
         if caller.startswith("ip:"):
@@ -583,15 +562,6 @@ def _hash(text: str) -> str:
 def _uid(kind: str, namespace: str, name: str) -> str:
     h = _hash(f"{kind}/{namespace}/{name}")
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
-
-
-def _record(chain: stubs.Chain, local: str, remote: str, upstream: str, connection: int, **more: Any) -> str:
-    """One access-log record of the project's format, as Envoy renders it (devtools/stubs.py
-    render_record: typed values, null for an operator with no value)."""
-    start = datetime.fromisoformat(f"{NOW}+00:00").timestamp() + (connection % 1000) / 1000
-    agent = "kube-probe/1.35" if chain == "expose" else "curl/8.11.1"
-    c = stubs.Connection(chain, remote, local, start, upstream, user_agent=agent, connection_id=connection, **more)
-    return stubs.render_record(ACCESS_LOG_FORMAT, c)
 
 
 def fleet_of(services: int = 200, per_call: int = 3) -> Recorded:

@@ -73,8 +73,9 @@ def spiffe(service: str, namespace: str = "default", datacenter: str = "dc1") ->
 
 
 # permissive: the public listener's TCP proxy to local_app; mtls: its HTTP connection manager; expose: a
-# probe's listener (an HTTP connection manager); outbound: the outbound listener's TCP proxy to
-# original-destination; upstream: its HTTP connection manager to a mesh upstream's cluster.
+# probe's listener (an HTTP connection manager); outbound: the outbound listener's catch-all TCP proxy to
+# original-destination (a destination outside the mesh); upstream: its HTTP connection manager to a mesh
+# upstream's cluster (agent/xds/listeners.go makeUpstreamFilterChain, for an http service).
 Chain = Literal["permissive", "mtls", "expose", "outbound", "upstream"]
 
 
