@@ -13,8 +13,9 @@
 
 "Its own verdict" is read from the Automation API's engine events, not from the `up`'s text: a
 ResOpFailedEvent whose resource is the postcheck Job (pulumi sdk/python automation/events.py), and
-among that Job's reasons (pulumi-kubernetes' await: the pod's termination message, "[Error] <line>")
-the script's verdict line, `postcheck <part>: ...` (meshcheck/mesh_check.py exits 1 with it). A check
+among that Job's reasons (pulumi-kubernetes' await: the pod's termination message, "[Pod
+<namespace>/<pod>]: [Error] <line>") the script's verdict line, `postcheck <part>: ...`
+(meshcheck/mesh_check.py exits 1 with it). A check
 that could not run (`cannot check: ...`), a Job past its deadline, a failed delete or any other
 resource: no step back, since the cause may be the cloud, not the step, and a second `up` would not
 help. A stack whose last `up` did not finish (two seals, migration/guard.py) gets that `up` re-run,
@@ -131,8 +132,11 @@ class Failures:
                 self.reasons.setdefault(diagnostic.urn, []).append(diagnostic.message)
 
 
-# The script's verdict as the pod's termination message reaches the Job's reasons: "[Error] postcheck ...".
-_VERDICT = re.compile(r"^(?:\*\s*)?(?:\[\w+\]\s*)?(postcheck[\w -]*: .*)$")
+# The script's verdict as the pod's termination message reaches the Job's reasons (pulumi-kubernetes
+# v4.32.0 await/checker/pod/check.go): podError writes "[Pod <namespace>/<pod>]: " and the Ready
+# condition's message, if any, then containerTerminatedError "[<Reason>] <termination message>", with
+# no separator between them. So the line is found after its "[Error] ", wherever that is in the reason.
+_VERDICT = re.compile(r"\[\w+\] (postcheck[\w -]*: .*)$")
 
 
 def postcheck_verdict(failures: Failures, urn: str) -> str | None:
@@ -141,7 +145,7 @@ def postcheck_verdict(failures: Failures, urn: str) -> str | None:
         return None
     for reason in failures.reasons.get(urn, []):
         for line in reason.splitlines():
-            if m := _VERDICT.match(line.strip()):
+            if m := _VERDICT.search(line.strip()):
                 return m.group(1)
     return None
 

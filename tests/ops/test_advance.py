@@ -3,10 +3,8 @@
 A fake stack stands for the Automation API's: it records config changes and the commands run, and
 its `up` fails the way Pulumi does, with the engine events an `up` of the Automation API hands its
 `on_event` callback (pulumi 3.272 sdk/python/lib/pulumi/automation/events.py EngineEvent.from_json,
-from the engine's JSON: pkg/apitype/events.go). A failed Job is what pulumi-kubernetes' Job await
-reports (provider/pkg/provider/provider.go partialError: its reasons, which the engine keeps as the new
-state's initErrors; await/job.go and checker/pod/check.go containerTerminatedError: "[<Reason>]
-<termination message>"), the termination message being the check's one line.
+from the engine's JSON: pkg/apitype/events.go). A failed Job's reasons are built below as
+pulumi-kubernetes v4.32.0 writes them and the engine keeps them (the new state's initErrors).
 """
 
 from __future__ import annotations
@@ -24,18 +22,42 @@ from tests.conftest import ROOT
 PROJECT = "consul-mesh-migration"
 POSTCHECK = postcheck_urn("dev", PROJECT)
 VERDICT = 'postcheck upstreams: expected {"api (mesh)"}, saw {"api (mesh)": 18, "api (non-mesh)": 2} in 20 requests'
+JOB, POD = "checks-postcheck-7f2b9c1", "checks-postcheck-7f2b9c1-x8k2p"  # Pulumi's auto-name, the Job controller's
 
 
-def job_failed(urn: str, line: str | None, op: str = "create") -> list[dict]:
+def pod_reason(termination: str, ready_message: str = "") -> str:
+    """A Job pod's message, as pulumi-kubernetes' pod checker writes it (await/checker/pod/check.go):
+    podError's "[Pod <namespace>/<name>]: ", the Ready condition's message when it has a reason and a
+    message, then containerTerminatedError's "[<Reason>] <termination message>", nothing between them.
+    A failed pod's Ready condition has the reason PodFailed and no message (kubernetes
+    pkg/kubelet/status/generate.go generatePodReadyConditionForTerminalPhase, read at e4b6dc5a); while
+    the kubelet still reports it Running with the container terminated, ContainersNotReady says
+    "containers with unready status: [<container>]"."""
+    return f"[Pod mesh-checks/{POD}]: {ready_message}[Error] {termination}"
+
+
+def job_failed(urn: str, line: str | None, op: str = "create", ready_message: str = "") -> list[dict]:
     """The events of a Job whose pod exited with `line` as its termination message (None: a Job past its
-    deadline, whose pod never ended on its own: pulumi-kubernetes reports the Job's condition only)."""
-    ended = ["[BackoffLimitExceeded] Job has reached the specified backoff limit", f"[Error] {line}"]
+    deadline, whose pod never ended on its own: pulumi-kubernetes reports the Job's condition only).
+
+    The reasons are partialError's (provider/pkg/provider/provider.go): the wrapped await error first,
+    then the awaiter's messages in the order it met them (await/job.go errorMessages): the pod's while it
+    started, its own at the end, the Job's Failed condition (checker/job/check.go "[<Reason>] <message>",
+    the message the Job controller writes). The engine's diagnostic is the same reasons as the
+    provider plugin's InitError prints them (hashicorp/go-multierror ListFormatFunc)."""
+    started = pod_reason("", "containers with unready status: [postcheck]").removesuffix("[Error] ")
+    ended = (
+        [pod_reason(line, ready_message), "[BackoffLimitExceeded] Job has reached the specified backoff limit"]
+        if line
+        else ["[DeadlineExceeded] Job was active longer than specified deadline"]
+    )
     reasons = [
         f'resource "{urn}" was successfully created, but the Kubernetes API server reported that it failed to '
-        "fully initialize or become live: Resource 'checks-postcheck-7f2' was created but failed to initialize",
-        *(ended if line else ["[DeadlineExceeded] Job was active longer than specified deadline"]),
+        f"fully initialize or become live: Resource '{JOB}' was created but failed to initialize",
+        started,
+        *ended,
     ]
-    message = reasons[0] + "".join(f"\n    * {r}" for r in reasons[1:])
+    message = f"{len(reasons)} errors occurred:\n\t" + "\n\t".join(f"* {r}" for r in reasons) + "\n\n"
     return [
         {"sequence": 7, "diagnosticEvent": {"urn": urn, "message": message, "severity": "error", "color": "never"}},
         {
@@ -255,9 +277,16 @@ def test_an_up_that_did_not_finish_is_re_run_and_nothing_else():
     assert "had not finished: re-ran it" in report.text()
 
 
-def test_the_verdict_is_the_postcheck_jobs_own_line():
+@pytest.mark.parametrize("ready_message", ["", "containers with unready status: [postcheck]"])
+@pytest.mark.parametrize("kept", ["initErrors", "diagnostic"])
+def test_the_verdict_is_the_postcheck_jobs_own_line(ready_message, kept):
+    """Found in the reason pulumi-kubernetes writes for the pod, after its "[Pod ...]: " and whatever
+    the Ready condition says, in the new state's initErrors or in the engine's diagnostic alone."""
+    events = job_failed(POSTCHECK, VERDICT, ready_message=ready_message)
+    if kept == "diagnostic":
+        del events[1]["resOpFailedEvent"]["metadata"]["new"]
     failures = Failures()
-    for e in FAILED_POSTCHECK:
+    for e in events:
         failures(auto.EngineEvent.from_json(e))
     assert postcheck_verdict(failures, POSTCHECK) == VERDICT
     assert postcheck_verdict(failures, POSTCHECK.replace("post", "pre")) is None
