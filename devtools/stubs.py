@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -248,6 +248,7 @@ class FakePod:
     open_outbound: int = 0  # passthrough connections this sidecar holds to destinations outside the mesh
     protocol: str = "http"  # what its app speaks on `port`: http, http2, grpc (h2c) or tcp
     calls: dict[str, UpstreamTraffic] = field(default_factory=dict)  # what its sidecar sends each upstream
+    mesh_size: int = 0  # clusters of other upstreams its sidecar holds: their counters come before any gauge
 
     def api_object(self) -> dict[str, Any]:
         """The core/v1 Pod the API server answers with."""
@@ -321,6 +322,11 @@ class FakePod:
             [
                 "# TYPE consul_dataplane_envoy_connected gauge",
                 "consul_dataplane_envoy_connected 1",
+                # Envoy writes every counter, then every gauge (admin/prometheus_stats.cc statsAsPrometheus).
+                "# TYPE envoy_tcp_downstream_cx_total counter",
+                sample("envoy_tcp_downstream_cx_total", 'envoy_tcp_prefix="permissive_public_listener"', len(self.log)),
+                *(line for up, t in sorted(self.calls.items()) for line in t.samples(up, tags)),
+                *self._mesh_counters(sample),
                 f"# TYPE {cluster} gauge",
                 sample(cluster, 'envoy_cluster_name="local_app"', listener),
                 sample(cluster, 'envoy_cluster_name="original-destination"', self.open_outbound),
@@ -330,12 +336,40 @@ class FakePod:
                 f"# TYPE {active} gauge",
                 sample(active, f'envoy_listener_address="{self.ip}_{PUBLIC_LISTENER_PORT}"', listener),
                 sample(active, f'envoy_listener_address="{self.ip}_{READINESS_PORT}"', 0),
-                "# TYPE envoy_tcp_downstream_cx_total counter",
-                sample("envoy_tcp_downstream_cx_total", 'envoy_tcp_prefix="permissive_public_listener"', len(self.log)),
-                *(line for up, t in sorted(self.calls.items()) for line in t.samples(up, tags)),
                 "",
             ]
         )
+
+    def _mesh_counters(self, sample: Callable[[str, str, object], str]) -> Iterator[str]:
+        """Some of Envoy's counters of each cluster (envoy/upstream/upstream.h ALL_CLUSTER_TRAFFIC_STATS,
+        ALL_CLUSTER_CONFIG_UPDATE_STATS) for `mesh_size` upstreams named as Consul names them."""
+        for stat in _CLUSTER_COUNTERS:
+            yield f"# TYPE envoy_cluster_{stat} counter"
+            for i in range(self.mesh_size):
+                name = f"svc-{i}.default.dc1.internal.11111111-2222-3333-4444-555555555555.consul"
+                yield sample(f"envoy_cluster_{stat}", f'envoy_cluster_name="{name}"', i)
+
+
+_CLUSTER_COUNTERS = (
+    "upstream_cx_total",
+    "upstream_cx_http1_total",
+    "upstream_cx_http2_total",
+    "upstream_cx_connect_fail",
+    "upstream_cx_connect_timeout",
+    "upstream_cx_destroy",
+    "upstream_cx_destroy_local",
+    "upstream_cx_destroy_remote",
+    "upstream_cx_rx_bytes_total",
+    "upstream_cx_tx_bytes_total",
+    "upstream_rq_total",
+    "upstream_rq_timeout",
+    "upstream_rq_retry",
+    "upstream_rq_pending_total",
+    "upstream_rq_cancelled",
+    "membership_change",
+    "update_attempt",
+    "update_success",
+)
 
 
 # --- one event loop for every loopback server -----------------------------------------------------------------

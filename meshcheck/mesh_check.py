@@ -63,7 +63,10 @@ from typing import Any, Literal, TextIO
 SCHEMA_VERSION = 2
 USER_AGENT = "mesh-check/2"
 MAX_BODY = 1 << 20  # fake-service answers are a few KiB
-MAX_METRICS = 16 << 20  # Envoy's /stats/prometheus of a sidecar with many clusters
+# Envoy's /stats/prometheus writes every counter before any gauge (source/server/admin/prometheus_stats.cc
+# statsAsPrometheus), some hundred lines a cluster: a sidecar with a few dozen upstreams passes 1 MiB
+# before the listener's gauges the precheck reads.
+MAX_METRICS = 16 << 20
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 Verdict = Literal["accepted", "refused"]
@@ -85,6 +88,13 @@ def _at_least(minimum: float, maximum: float = math.inf) -> dict[str, float]:
 
 
 URL = {"url": True}
+
+# consul-dataplane serves the sidecar's Envoy statistics, merged with its own, on the pod's Prometheus port
+# (consul-k8s getMetricsPorts names it `prometheus`, chart default 20200; consul-dataplane
+# internal/bootstrap generateListenerConfig routes `path: /metrics` to /stats/prometheus).
+DATAPLANE = "consul-dataplane"
+METRICS_PORT_NAME = "prometheus"
+METRICS_PATH = "/metrics"
 
 
 @dataclass(frozen=True)
@@ -209,12 +219,12 @@ class Signal:
     """Where Consul's sidecars say who called: the access log and the statistics of consul-dataplane."""
 
     format: Mapping[str, str]  # ProxyDefaults accessLogs.jsonFormat: key -> Envoy command operator
-    container: str = "consul-dataplane"
+    container: str = DATAPLANE
     inbound_cluster: str = "local_app"  # Envoy's cluster of the local app: inbound traffic only
     outbound_cluster: str = "original-destination"  # the outbound catch-all to destinations outside the mesh
     public_listener_port: int = field(default=20000, metadata=_at_least(1, 65535))
-    metrics_port: str = "prometheus"  # the sidecar container's port name (consul-k8s getMetricsPorts)
-    metrics_path: str = "/metrics"
+    metrics_port: str = METRICS_PORT_NAME  # the sidecar container's port name (consul-k8s getMetricsPorts)
+    metrics_path: str = METRICS_PATH
     ignore_namespaces: tuple[str, ...] = ("mesh-checks",)  # the checks' own probes
     mesh_annotation: str = "consul.hashicorp.com/connect-inject-status"
 
@@ -818,8 +828,9 @@ class Answer:
     body: bytes
 
 
-def http_get(url: str, timeout: float) -> Answer:
-    """One GET on a fresh connection; raises OSError subclasses (timeouts: TimeoutError)."""
+def http_get(url: str, timeout: float, limit: int = MAX_BODY) -> Answer:
+    """One GET on a fresh connection, at most `limit` + 1 bytes of its body read (more than `limit`: cut);
+    raises OSError subclasses (timeouts: TimeoutError)."""
     parts = urllib.parse.urlsplit(url)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = conn_cls(parts.hostname or "", parts.port, timeout=timeout)
@@ -830,7 +841,7 @@ def http_get(url: str, timeout: float) -> Answer:
             headers={"User-Agent": USER_AGENT, "Connection": "close", "Accept": "application/json"},
         )
         resp = conn.getresponse()
-        return Answer(resp.status, resp.read(MAX_BODY))
+        return Answer(resp.status, resp.read(limit + 1))
     finally:
         conn.close()
 
@@ -987,12 +998,6 @@ def check_names(post: Postcheck, seen: Mapping[str, Counter[str]]) -> None:
 
 # --- postcheck: what the callers' sidecars count for each upstream ------------------------------------------
 
-# consul-dataplane serves the sidecar's Envoy statistics, merged with its own, on the pod's Prometheus port
-# (consul-k8s getMetricsPorts names it `prometheus`, chart default 20200; consul-dataplane
-# internal/bootstrap generateListenerConfig routes `path: /metrics` to /stats/prometheus).
-DATAPLANE = "consul-dataplane"
-METRICS_PORT_NAME = "prometheus"
-METRICS_PATH = "/metrics"
 PASSTHROUGH = "passthrough~"  # the cluster of a dialedDirectly upstream's pod IPs (consul agent/xds/clusters.go)
 
 
@@ -1035,44 +1040,54 @@ def upstream_counts(text: str, service: str) -> Counts:
 Readings = dict[tuple[str, str, str], Counts]  # (upstream, caller, pod) -> its counts
 
 
-def _metrics_url(pod: Mapping[str, Any]) -> str | None:
-    sidecar = _container(pod, DATAPLANE) or {}
-    port = next(
-        (p.get("containerPort") for p in sidecar.get("ports") or [] if p.get("name") == METRICS_PORT_NAME), None
-    )
+def sidecar_metrics(
+    pod: Mapping[str, Any],
+    timeout: float,
+    deadline: Deadline,
+    check: str,
+    container: str = DATAPLANE,
+    port_name: str = METRICS_PORT_NAME,
+    path: str = METRICS_PATH,
+) -> str | None:
+    """The one reader of a sidecar's statistics, whole: None when its pod has no Prometheus port
+    (metrics off). One that does not answer them, or answers more than MAX_METRICS, cannot be checked."""
+    sidecar = _container(pod, container) or {}
+    port = next((p.get("containerPort") for p in sidecar.get("ports") or [] if p.get("name") == port_name), None)
     ip = (pod.get("status") or {}).get("podIP")
     if not isinstance(port, int) or not ip:
         return None
-    return f"http://{f'[{ip}]' if ':' in str(ip) else ip}:{port}{METRICS_PATH}"
+    url = f"http://{f'[{ip}]' if ':' in str(ip) else ip}:{port}{path}"
+    waited = deadline.cap(timeout, f"reading {url}")
+    failed = f"reading the statistics of {_pod_ref(pod)} at {url} failed"
+    try:
+        answer = http_get(url, waited, MAX_METRICS)
+    except TimeoutError:
+        raise deadline.timed_out(check, waited, f"reading {url}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise KubeError(None, f"{failed}: {_describe_oserror(exc)}") from None
+    if answer.status != 200:
+        raise KubeError(None, f"{failed}: HTTP {answer.status}")
+    if len(answer.body) > MAX_METRICS:
+        raise KubeError(None, f"{failed}: more than {MAX_METRICS >> 20} MiB")
+    return answer.body.decode(errors="replace")
 
 
 def read_upstreams(post: Postcheck, kube: Kube, deadline: Deadline) -> Readings:
     """Every caller pod's counters for each upstream, now; a pod whose sidecar serves no statistics is
     left out (metrics off), and one that cannot be read means the check cannot be made."""
     out: Readings = {}
-    texts: dict[str, str] = {}
+    texts: dict[str, str | None] = {}  # pod -> its statistics, read once for every upstream
     for up in post.upstreams:
         for caller in {c.service: c for c in (*up.callers, *up.moved)}.values():
             for pod in kube.pods(caller.namespace, caller.selector):
-                url = _metrics_url(pod) if _is_running(pod) else None
-                if url is None:
+                if not _is_running(pod):
                     continue
-                if url not in texts:
-                    waited = deadline.cap(post.timeouts.request, f"reading {url}")
-                    try:
-                        answer = http_get(url, waited)
-                    except TimeoutError:
-                        raise deadline.timed_out("postcheck callers", waited, f"reading {url}") from None
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise KubeError(
-                            None, f"reading the statistics of {_pod_ref(pod)} at {url} failed: {_describe_oserror(exc)}"
-                        ) from None
-                    if answer.status != 200:
-                        raise KubeError(
-                            None, f"reading the statistics of {_pod_ref(pod)} at {url}: HTTP {answer.status}"
-                        )
-                    texts[url] = answer.body.decode(errors="replace")
-                out[(up.service, caller.service, _pod_ref(pod))] = upstream_counts(texts[url], up.service)
+                ref = _pod_ref(pod)
+                if ref not in texts:
+                    texts[ref] = sidecar_metrics(pod, post.timeouts.request, deadline, "postcheck callers")
+                text = texts[ref]
+                if text is not None:
+                    out[(up.service, caller.service, ref)] = upstream_counts(text, up.service)
     return out
 
 
@@ -1403,29 +1418,21 @@ class Stats:
 
 def sidecar_stats(pre: Precheck, pod: Mapping[str, Any], deadline: Deadline) -> Stats | None:
     """The sidecar's statistics, or None when its pod has no Prometheus port (metrics off)."""
-    sidecar = _container(pod, pre.signal.container) or {}
-    port = next(
-        (p.get("containerPort") for p in sidecar.get("ports") or [] if p.get("name") == pre.signal.metrics_port), None
+    sig = pre.signal
+    text = sidecar_metrics(
+        pod,
+        pre.timeouts.request,
+        deadline,
+        "precheck open connections",
+        sig.container,
+        sig.metrics_port,
+        sig.metrics_path,
     )
-    ip = (pod.get("status") or {}).get("podIP")
-    if not isinstance(port, int) or not ip:
+    if text is None:
         return None
-    host = f"[{ip}]" if ":" in str(ip) else ip
-    url = f"http://{host}:{port}{pre.signal.metrics_path}"
-    waited = deadline.cap(pre.timeouts.request, f"reading {url}")
-    try:
-        answer = http_get(url, waited)
-    except TimeoutError:
-        raise deadline.timed_out("precheck open connections", waited, f"reading {url}") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise KubeError(
-            None, f"reading the statistics of {_pod_ref(pod)} at {url} failed: {_describe_oserror(exc)}"
-        ) from None
-    if answer.status != 200:
-        raise KubeError(None, f"reading the statistics of {_pod_ref(pod)} at {url} failed: HTTP {answer.status}")
     listener = http_active = outbound = 0.0
-    suffix = f"_{pre.signal.public_listener_port}"
-    for name, labels, value in prometheus(answer.body.decode(errors="replace")):
+    suffix = f"_{sig.public_listener_port}"
+    for name, labels, value in prometheus(text):
         if name == "envoy_listener_downstream_cx_active" and labels.get("envoy_listener_address", "").endswith(suffix):
             listener += value
         elif (

@@ -12,6 +12,7 @@ consul-k8s v2.0.3 webhook/mesh_webhook.go overwriteProbes moves kubelet's readin
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -289,6 +290,26 @@ def test_a_node_address_is_said_to_be_one(token):
         "127.0.1.1 (a node's address: a host-network pod, or traffic kube-proxy forwarded from the node) -> api: 1"
         in line
     )
+
+
+def test_a_sidecar_of_a_large_mesh_is_read_whole(token):
+    """A sidecar with hundreds of upstreams answers more than a MiB of statistics, every counter before
+    the listener's gauges (Envoy admin/prometheus_stats.cc statsAsPrometheus): read cut at a MiB, the
+    open plain-text connections would read as none."""
+    c = stubs.FakeCluster(ACCESS_LOG_FORMAT)
+    api = stubs.FakePod(
+        "api-v2-7c9d8b6f5-k2x4p", "api", {"app": "api"}, c.next_ip(), 9091, injected=True, mtls="permissive"
+    )
+    c.add(dataclasses.replace(api, open_plaintext=2, mesh_size=300))
+    c.history(300)
+    c.grant("mesh-checks/precheck", "token-precheck", PRECHECK)
+    assert len(c.named("api-v2")[0].metrics_text()) > mesh_check.MAX_BODY
+    c.start()
+    try:
+        code, line = run(document(c, token, count_mesh_callers=True))
+    finally:
+        c.stop()
+    assert code == 1 and "saw 2 open on api/api-v2-7c9d8b6f5-k2x4p" in line, line
 
 
 def test_a_step_that_tightens_nothing_reads_nothing(cluster, token):
