@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 def _largest_log(client: kube.ReadOnlyKube, inv: discover.Inventory) -> int:
     """The size of the largest sidecar log (read once, line by line, before the measured run)."""
     sizes = [
-        sum(len(line) for line in client.log_lines(ns, pod, discover.SIDECAR, 3600)) for ns, pod, _ in inv.injected_pods
+        sum(len(line) for line in client.log_lines(ns, pod, discover.SIDECAR, 3600))
+        for ns, pod, _, _ in inv.injected_pods
     ]
     return max(sizes, default=0)
 

@@ -99,10 +99,11 @@ class Connection:
     duration_ms: int = 3
     connection_id: int = 0
     cluster: str = ""  # upstream: the cluster, <service>.default.<dc>.internal.<trust domain>
+    tcp: bool = False  # a tcp service's: its mTLS chain is a TCP proxy too (consul makeInboundListener)
 
     @property
     def http(self) -> bool:
-        return self.chain in ("mtls", "expose", "upstream")
+        return self.chain in ("mtls", "expose", "upstream") and not self.tcp
 
 
 def operator_values(c: Connection) -> dict[str, Any]:

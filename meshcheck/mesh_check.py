@@ -1239,6 +1239,7 @@ class Record:
     start: str
     peer: str = ""  # mTLS: the caller's SPIFFE ID
     upstream_host: str = ""
+    cluster: str = ""  # other: Envoy's cluster (<service>.<ns>.<dc>.internal.<trust domain>.consul for an upstream)
 
 
 class AccessLog:
@@ -1264,17 +1265,22 @@ class AccessLog:
     def records(self, text: str, port: int) -> Iterator[tuple[float | None, Record | None]]:
         """(the kubelet's time of the line, its record or None) for every line of a sidecar's log."""
         for line in text.splitlines():
-            stamp, _, rest = line.partition(" ")
-            when = _timestamp(stamp)
-            rest = line if when is None else rest
-            start = rest.find("{")
-            entry: object = None
-            if start >= 0:
-                try:
-                    entry = json.loads(rest[start:])
-                except ValueError:
-                    entry = None
-            yield when, self.record(entry, port) if isinstance(entry, dict) else None
+            yield self.line(line, port)
+
+    def line(self, line: str, port: int) -> tuple[float | None, Record | None]:
+        """One line of a sidecar's log (with or without the kubelet's time in front): make discover
+        (ops/discover.py) reads the logs it streams through this too, so both read a record alike."""
+        stamp, _, rest = line.partition(" ")
+        when = _timestamp(stamp)
+        rest = line if when is None else rest
+        start = rest.find("{")
+        entry: object = None
+        if start >= 0:
+            try:
+                entry = json.loads(rest[start:])
+            except ValueError:
+                entry = None
+        return when, self.record(entry, port) if isinstance(entry, dict) else None
 
     def record(self, entry: Mapping[str, Any], port: int) -> Record | None:
         """`port`: the service's port on the sidecar's pod."""
@@ -1291,7 +1297,7 @@ class AccessLog:
         if cluster == self.signal.outbound_cluster and _present(get(UPSTREAM_HOST)):
             return Record("outbound", remote, start, upstream_host=str(get(UPSTREAM_HOST)))
         if cluster != self.signal.inbound_cluster or not remote:
-            return Record("other", remote, start)
+            return Record("other", remote, start, cluster=str(cluster or ""))  # a mesh upstream's, on the way out
         on_port = _port(get(LOCAL)) == port
         if ours:
             if _present(get(TLS)):

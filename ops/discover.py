@@ -10,8 +10,9 @@ its stack file. What it drafts:
   `consul.hashicorp.com/connect-inject-status: injected`), its port and a protocol guess (the
   port's `appProtocol`, else its name's prefix, else http);
 - the call graph seen by the sidecars of injected pods, one pod's `consul-dataplane` log at a time,
-  read line by line: inbound records (cluster `local_app` on the service port) name the caller by
-  its address, in plain text or mTLS; outbound records name the upstream by its cluster
+  read line by line, each record by the precheck's reader (meshcheck/mesh_check.py AccessLog):
+  inbound records (cluster `local_app`) name the caller by its address, in plain text or mTLS;
+  outbound records name the upstream by its cluster
   (`<service>.<namespace>.<dc>.internal.<trust domain>.consul`), or, through the catch-all
   `original-destination` chain, the address dialed outside the mesh: a pod or Service of the
   cluster is a call to that service, anything else a destination. Callers that are Job pods become
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import re
 import sys
 from collections import Counter, defaultdict
@@ -39,14 +39,13 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
+from meshcheck.mesh_check import AccessLog, Record, Signal, spiffe_service
+from migration.entries import ACCESS_LOG_FORMAT
 from ops import kube
 
 SIDECAR = "consul-dataplane"
 INJECT_STATUS = "consul.hashicorp.com/connect-inject-status"
 SERVICE_NAME = "consul.hashicorp.com/service-name"  # catalog sync registers the Service under this name
-LOCAL_APP = "local_app"  # the inbound cluster of a sidecar (consul agent/xds, LocalAppClusterName)
-ORIGINAL_DESTINATION = "original-destination"  # the outbound catch-all (OriginalDestinationClusterName)
-EXPOSED = range(20300, 20600)  # kubelet's probes through the expose listeners (consul-k8s overwriteProbes)
 PROTOCOLS = ("http", "http2", "grpc", "tcp")
 Mode = Literal["mtls", "plaintext"]
 
@@ -156,7 +155,7 @@ class Inventory:
     drafts: dict[str, Draft]  # by Consul name
     by_ip: dict[str, tuple[str, str]]  # pod or ClusterIP -> (kind, name): ("service", draft) or ("job", name)
     skipped: list[str]  # workloads that cannot join the mesh as they are, one line each
-    injected_pods: list[tuple[str, str, str]]  # (namespace, pod, draft service) whose sidecar to read
+    injected_pods: list[tuple[str, str, str, int]]  # (namespace, pod, draft service, its port) whose sidecar to read
 
 
 def _owner(pod: Mapping[str, Any], jobs: Mapping[tuple[str, str], str]) -> tuple[str, str] | None:
@@ -200,7 +199,7 @@ def inventory(cluster: Cluster, namespaces: Sequence[str] | None = None) -> Inve
         owner = next((r.get("name") for r in md.get("ownerReferences") or [] if r.get("kind") == "CronJob"), None)
         jobs[(str(md.get("namespace")), str(md.get("name")))] = str(owner or md.get("name"))
     by_ip: dict[str, tuple[str, str]] = {}
-    pods_of: dict[tuple[str, str, str], list[tuple[str, str, bool]]] = defaultdict(list)
+    pods_of: dict[tuple[str, str, str], list[tuple[str, str, bool, dict[str, int]]]] = defaultdict(list)
     for pod in each(kube.PODS):
         md, status = _meta(pod), pod.get("status") or {}
         if status.get("phase") not in ("Running", "Pending"):
@@ -215,10 +214,18 @@ def inventory(cluster: Cluster, namespaces: Sequence[str] | None = None) -> Inve
             continue
         if owner:
             injected = (md.get("annotations") or {}).get(INJECT_STATUS) == "injected"
-            pods_of[(owner[0], str(md.get("namespace")), owner[1])].append((str(md.get("name")), ip or "", injected))
+            named = {
+                str(p["name"]): int(p["containerPort"])
+                for c in (pod.get("spec") or {}).get("containers") or []
+                for p in c.get("ports") or []
+                if p.get("name") and p.get("containerPort")
+            }
+            pods_of[(owner[0], str(md.get("namespace")), owner[1])].append(
+                (str(md.get("name")), ip or "", injected, named)
+            )
     drafts: dict[str, Draft] = {}
     skipped: list[str] = []
-    injected_pods: list[tuple[str, str, str]] = []
+    injected_pods: list[tuple[str, str, str, int]] = []
     for key, w in sorted(workloads.items()):
         pods = pods_of.get(key, [])
         w.pods, w.injected = len(pods), bool(pods) and all(p[2] for p in pods)
@@ -250,11 +257,13 @@ def inventory(cluster: Cluster, namespaces: Sequence[str] | None = None) -> Inve
                 f"; the Service has {len(ports)} ports, the draft takes the first ({ports[0].name or ports[0].port})"
             )
         drafts[name] = Draft(name, w.namespace, w, ports[0], protocol, reason)
-        for pod, ip, injected in pods:
+        for pod, ip, injected, named in pods:
             if ip:
                 by_ip[ip] = ("service", name)
-            if injected:
-                injected_pods.append((w.namespace, pod, name))
+            target = ports[0].target
+            port = named.get(target) if isinstance(target, str) else target
+            if injected and port:  # a named target port the pod does not have: no endpoint, nothing to read
+                injected_pods.append((w.namespace, pod, name, port))
         cluster_ip = (svc.get("spec") or {}).get("clusterIP")
         if cluster_ip and cluster_ip != "None":
             by_ip[cluster_ip] = ("service", name)
@@ -262,21 +271,6 @@ def inventory(cluster: Cluster, namespaces: Sequence[str] | None = None) -> Inve
 
 
 # --- the call graph from the sidecars' access logs ---------------------------------------------------
-
-
-def records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """The Envoy access-log records among a consul-dataplane container's lines (JSON objects; the
-    dataplane's and Envoy's own log lines are not)."""
-    for line in lines:
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            entry = json.loads(line[start:])
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and "upstream_cluster" in entry:
-            yield entry
 
 
 def _split(address: object) -> tuple[str, int] | None:
@@ -288,43 +282,28 @@ def _split(address: object) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def _present(value: object) -> bool:
-    return value not in (None, "", "-")
-
-
-def is_mtls(entry: Mapping[str, Any]) -> bool:
-    """An inbound record came in over mTLS: it carries the TLS version or the caller's SPIFFE ID
-    (the project's access-log format), or, in Consul's default format, it went through the HTTP
-    connection manager of the mTLS chain, which fills the method; the permissive chain is a TCP
-    proxy (consul agent/xds/listeners.go makeInboundListener, makePermissiveFilterChain)."""
-    if "downstream_tls_version" in entry or "downstream_peer_uri_san" in entry:
-        return _present(entry.get("downstream_tls_version")) or _present(entry.get("downstream_peer_uri_san"))
-    return _present(entry.get("method"))
-
-
-def spiffe_service(uri: object) -> str | None:
-    """spiffe://<trust domain>/ns/<ns>/dc/<dc>/svc/<service> -> <service>."""
-    match = re.search(r"/svc/([^/]+)$", str(uri or ""))
-    return match.group(1) if match else None
+# The precheck's reader (meshcheck/mesh_check.py AccessLog): a record means the same to both, in the
+# project's format or in Consul's default one, which a cluster the program has not configured still writes.
+ACCESS_LOG = AccessLog(Signal(format=ACCESS_LOG_FORMAT))
 
 
 def read_sidecars(cluster: Cluster, inv: Inventory, since_seconds: int) -> Seen:
     seen = Seen()
-    for namespace, pod, service in inv.injected_pods:
+    for namespace, pod, service, port in inv.injected_pods:
         seen.pods_read += 1
-        for entry in records(cluster.log_lines(namespace, pod, SIDECAR, since_seconds)):
+        for line in cluster.log_lines(namespace, pod, SIDECAR, since_seconds):
+            _, record = ACCESS_LOG.line(line, port)
+            if record is None:
+                continue  # the dataplane's own lines, Envoy's
             seen.records += 1
-            cluster_name = str(entry.get("upstream_cluster") or "")
-            local = _split(entry.get("downstream_local_address"))
-            if cluster_name == LOCAL_APP:
-                if local and local[1] in EXPOSED:
-                    seen.probes += 1
-                    continue
-                _inbound(seen, inv, service, entry)
-            elif cluster_name == ORIGINAL_DESTINATION:
-                _outside_call(seen, inv, service, entry)
-            elif cluster_name.endswith(".consul"):  # <service>.<ns>.<dc>.internal.<trust domain>.consul
-                callee = cluster_name.split(".", 1)[0]
+            if record.kind == "probe":
+                seen.probes += 1
+            elif record.kind in ("plaintext", "mtls"):
+                _inbound(seen, inv, service, record)
+            elif record.kind == "outbound":
+                _outside_call(seen, inv, service, record.upstream_host)
+            elif record.cluster.endswith(".consul"):  # <service>.<ns>.<dc>.internal.<trust domain>.consul
+                callee = record.cluster.split(".", 1)[0]
                 if callee in inv.drafts and callee != service:
                     _edge(seen, Caller("service", service), callee, "mtls")
     return seen
@@ -335,11 +314,10 @@ def _edge(seen: Seen, caller: Caller, callee: str, mode: Mode) -> None:
     seen.edges[(caller.key, callee, mode)] += 1
 
 
-def _inbound(seen: Seen, inv: Inventory, service: str, entry: Mapping[str, Any]) -> None:
-    mode: Mode = "mtls" if is_mtls(entry) else "plaintext"
-    by_spiffe = spiffe_service(entry.get("downstream_peer_uri_san"))
-    remote = _split(entry.get("downstream_remote_address"))
-    ip = remote[0] if remote else ""
+def _inbound(seen: Seen, inv: Inventory, service: str, record: Record) -> None:
+    mode: Mode = "mtls" if record.kind == "mtls" else "plaintext"
+    by_spiffe = spiffe_service(record.peer) if record.peer else None
+    ip = record.remote
     if by_spiffe:
         caller = Caller("service", by_spiffe) if by_spiffe in inv.drafts else Caller("address", f"{by_spiffe} ({ip})")
     elif ip in inv.by_ip:
@@ -358,8 +336,8 @@ def _inbound(seen: Seen, inv: Inventory, service: str, entry: Mapping[str, Any])
     _edge(seen, caller, service, mode)
 
 
-def _outside_call(seen: Seen, inv: Inventory, service: str, entry: Mapping[str, Any]) -> None:
-    upstream = _split(entry.get("upstream_host"))
+def _outside_call(seen: Seen, inv: Inventory, service: str, upstream_host: str) -> None:
+    upstream = _split(upstream_host)
     if upstream is None:
         return
     host, port = upstream

@@ -17,7 +17,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from devtools import stubs
 from devtools.cluster import LISTS, Server, fleet_of
+from meshcheck.mesh_check import CONSUL_DEFAULT_FORMAT
+from migration.entries import ACCESS_LOG_FORMAT
 from ops import discover, kube
 
 SMALL = fleet_of(20)  # gw, 4 front services, 8 back-ends (the first 10 injected: all 8), 7 leaves
@@ -128,13 +131,45 @@ def test_make_plan_accepts_the_draft(drafted):
     assert rollout.blocked[0].startswith("'b0' stops at permissive: 'report-0' (job, outside the mesh)")
 
 
-def test_an_inbound_record_is_mtls_by_its_tls_fields_or_by_the_chain_in_consuls_default_format():
-    assert discover.is_mtls({"downstream_tls_version": "TLSv1.2", "downstream_peer_uri_san": None})
-    assert not discover.is_mtls({"downstream_tls_version": None, "downstream_peer_uri_san": None, "method": "GET"})
-    # Consul's default format has no TLS field: the permissive chain is a TCP proxy (no method).
-    assert discover.is_mtls({"method": "GET"}) and not discover.is_mtls({"method": None})
-    spiffe = "spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/web"
-    assert discover.spiffe_service(spiffe) == "web"
+class Logs:
+    """A cluster whose one sidecar logs `lines`."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def list(self, resource: kube.Resource, namespace: str | None = None) -> Iterator[dict]:
+        yield from ()
+
+    def log_lines(self, namespace: str, pod: str, container: str, since_seconds: int) -> Iterator[str]:
+        yield from self.lines
+
+
+def _draft(name: str) -> discover.Draft:
+    workload = discover.Workload("Deployment", name, name, {"app": name}, [name], True, 1)
+    return discover.Draft(name, name, workload, discover.Port("http", 80, 9091, None), "tcp", "")
+
+
+@pytest.mark.parametrize(
+    "fmt", [ACCESS_LOG_FORMAT, CONSUL_DEFAULT_FORMAT], ids=["the project's format", "Consul's default format"]
+)
+def test_a_record_means_to_discover_what_it_means_to_the_precheck(fmt):
+    """One reader (meshcheck/mesh_check.py AccessLog). A cluster the program has not configured yet writes
+    Consul's default format, with no TLS field: there only the port tells the chains apart, since a tcp
+    service's mTLS chain is a TCP proxy like the permissive one, with no method (consul
+    agent/xds/listeners.go makeInboundListener, makePermissiveFilterChain)."""
+    api, web, legacy = "10.0.1.23", "10.0.1.40", "10.0.2.14"
+    connections = [
+        stubs.Connection("mtls", f"{web}:51834", f"{api}:20000", 1.0, peer=stubs.spiffe("web"), tcp=True),
+        stubs.Connection("permissive", f"{legacy}:48812", f"{api}:9091", 2.0),
+        stubs.Connection("expose", "10.0.1.57:39970", f"{api}:20400", 3.0, path="/health", user_agent="kube-probe"),
+        stubs.Connection("outbound", f"{api}:53312", "10.0.4.20:5432", 4.0, upstream="10.0.4.20:5432"),
+    ]
+    lines = [stubs.render_record(fmt, c) + "\n" for c in connections]
+    drafts = {name: _draft(name) for name in ("api", "web")}
+    inv = discover.Inventory([], drafts, {web: ("service", "web")}, [], [("api", "api-0", "api", 9091)])
+    seen = discover.read_sidecars(Logs(lines), inv, 3600)
+    assert dict(seen.edges) == {("service:/web", "api", "mtls"): 1, (f"address:/{legacy}", "api", "plaintext"): 1}
+    assert (seen.records, seen.probes, dict(seen.outside_calls)) == (4, 1, {("api", "10.0.4.20:5432"): 1})
 
 
 @pytest.mark.parametrize(
