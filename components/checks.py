@@ -43,11 +43,11 @@ from migration.phases import describe
 from migration.step import Step
 
 from .annotations import AFTER, CHECK_LABEL, CHECK_SCRIPT, INJECT, REPLACE_UNREADY
+from .pod_security import NOBODY, restricted_container, restricted_pod
 from .target import Gate
 
 SCRIPT_KEY = "mesh_check.py"
 MOUNT = "/checks"
-RUN_AS = 65534  # nobody: the stock image runs as root unless told otherwise
 POD_START_S = 30  # image pull and scheduling, on top of the check's own timeout
 CONSUL_NAMESPACE = "consul"  # where the Mesh entry lives (components/config_entries.py)
 TYPE = "consul-mesh-migration:checks:MeshChecks"  # state identity, not a module path
@@ -332,11 +332,7 @@ class MeshChecks(pulumi.ComponentResource):
             ),
             # The script's one-line verdict; Pulumi's Job await shows it in the `up`'s error.
             termination_message_policy="FallbackToLogsOnError",
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            ),
+            security_context=restricted_container(),
         )
         return k8s.batch.v1.Job(
             f"{self._name}-{kind}",
@@ -364,12 +360,7 @@ class MeshChecks(pulumi.ComponentResource):
                         service_account_name=kind,
                         automount_service_account_token=True,  # both read the API, each with its own grants
                         restart_policy="Never",
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=RUN_AS,
-                            run_as_group=RUN_AS,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        security_context=restricted_pod(NOBODY),
                         containers=[container],
                         volumes=[
                             k8s.core.v1.VolumeArgs(

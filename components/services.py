@@ -30,6 +30,7 @@ from .annotations import (
     TRANSPARENT_PROXY,
 )
 from .config_entries import ConfigEntries
+from .pod_security import restricted_container, restricted_pod
 from .target import Gate
 
 HEALTH_PATH = "/health"  # fake-service answers 200 here
@@ -70,23 +71,6 @@ class DemoServicesArgs:
     direct: Sequence[str] = ()  # CIDRs meshed pods reach without their sidecar (never_through_the_mesh)
 
 
-def _security_context() -> k8s.core.v1.SecurityContextArgs:
-    return k8s.core.v1.SecurityContextArgs(
-        allow_privilege_escalation=False,
-        read_only_root_filesystem=True,
-        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-    )
-
-
-def _pod_security_context() -> k8s.core.v1.PodSecurityContextArgs:
-    return k8s.core.v1.PodSecurityContextArgs(
-        run_as_non_root=True,
-        run_as_user=RUN_AS_USER,
-        run_as_group=RUN_AS_USER,
-        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-    )
-
-
 def deployment_spec(w: Workload, image: str, direct: Sequence[str] = ()) -> k8s.apps.v1.DeploymentSpecArgs:
     labels = w.labels
     port = w.service.port
@@ -109,7 +93,7 @@ def deployment_spec(w: Workload, image: str, direct: Sequence[str] = ()) -> k8s.
         lifecycle=k8s.core.v1.LifecycleArgs(
             pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=drain.PRE_STOP_S))
         ),
-        security_context=_security_context(),
+        security_context=restricted_container(),
     )
     return k8s.apps.v1.DeploymentSpecArgs(
         replicas=w.service.replicas,
@@ -125,7 +109,7 @@ def deployment_spec(w: Workload, image: str, direct: Sequence[str] = ()) -> k8s.
                 service_account_name=w.service.name,  # Consul's ACL login maps it to the service identity
                 # The sidecar logs in to Consul with the token; outside the mesh nothing needs it.
                 automount_service_account_token=w.in_mesh,
-                security_context=_pod_security_context(),
+                security_context=restricted_pod(RUN_AS_USER),
                 termination_grace_period_seconds=drain.TERMINATION_GRACE_S,
                 containers=[container],
             ),

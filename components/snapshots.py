@@ -31,6 +31,7 @@ from .annotations import INJECT, IRSA_ROLE_ARN
 from .cluster import EksCluster, irsa_trust_policy
 from .consul import Consul
 from .consul_values import BOOTSTRAP_TOKEN_SECRET, CA_SECRET
+from .pod_security import NOBODY, restricted_container, restricted_pod
 
 SCRIPT = Path(__file__).resolve().parent.parent / "consulbackup" / "consul_snapshot.py"
 SCRIPT_KEY = "consul_snapshot.py"
@@ -41,7 +42,6 @@ TOKEN_ACCOUNT = "consul-snapshot-token"
 TOKEN_SECRET = "consul-snapshot-token"  # the token with `acl = "write"`, written by the token Job
 RESTORE_CONFIG = "consul-snapshot-restore"  # optional ConfigMap: `key`, the snapshot to restore
 PREFIX = "consul/"  # objects: consul/<datacenter>/consul-<UTC time>-<Raft index>.snap
-RUN_AS = 65534  # nobody: the stock image runs as root unless told otherwise
 LABELS = {"app.kubernetes.io/name": "consul-snapshot", "app.kubernetes.io/part-of": "consul-mesh-migration"}
 
 
@@ -348,11 +348,7 @@ class ConsulSnapshots(pulumi.ComponentResource):
                 requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "512Mi"}
             ),
             termination_message_policy="FallbackToLogsOnError",
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            ),
+            security_context=restricted_container(),
         )
         return k8s.core.v1.PodTemplateSpecArgs(
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -362,13 +358,7 @@ class ConsulSnapshots(pulumi.ComponentResource):
                 service_account_name=account,
                 automount_service_account_token=automount,
                 restart_policy="Never",
-                security_context=k8s.core.v1.PodSecurityContextArgs(
-                    run_as_non_root=True,
-                    run_as_user=RUN_AS,
-                    run_as_group=RUN_AS,
-                    fs_group=RUN_AS,  # the mounted Secrets readable by the group
-                    seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                ),
+                security_context=restricted_pod(NOBODY, fs_group=NOBODY),  # the mounted Secrets readable
                 containers=[container],
                 volumes=volumes,
             ),
