@@ -593,6 +593,46 @@ class Probe:
     detail: str  # what was seen: "HTTP 200", "connection reset", ...
 
 
+@dataclass(frozen=True)
+class Exchange:
+    data: bytes  # what the server sent
+    ended: Literal["enough", "closed", "reset", "reset before sending", "silent"]
+
+
+def _exchange(
+    host: str, port: int, timeout: float, payload: bytes, enough: Callable[[bytes], bool], silence: bool = False
+) -> Exchange | None:
+    """`payload` on a fresh TCP connection, then what the server sends until `enough` of it, a close or a
+    reset. None: the connection was refused. `silence`: a server that sends nothing in time ends the
+    exchange ("silent") instead of raising TimeoutError; a connection that cannot be made always raises."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except ConnectionRefusedError:
+        return None
+    data = b""
+    with sock:
+        try:
+            sock.sendall(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            return Exchange(b"", "reset before sending")
+        try:
+            while not enough(data):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return Exchange(data, "closed")
+                data += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            return Exchange(data, "reset")
+        except TimeoutError:
+            if not silence:
+                raise
+            return Exchange(data, "silent")
+    return Exchange(data, "enough")
+
+
+REFUSED = Probe("refused", "connection refused")
+
+
 def probe_plaintext(host: str, port: int, timeout: float) -> Probe:
     """A plain-text HTTP request on a fresh TCP connection, judged as a strict sidecar is expected to act.
 
@@ -601,33 +641,20 @@ def probe_plaintext(host: str, port: int, timeout: float) -> Probe:
     closes). Accepted: an HTTP status line, whatever the status. Raises TimeoutError when neither
     comes in time, and OSError when the address cannot be reached at all.
     """
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except ConnectionRefusedError:
-        return Probe("refused", "connection refused")
-    data = b""
-    try:
-        with sock:
-            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            request = f"GET / HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n\r\n"
-            try:
-                sock.sendall(request.encode())
-            except (BrokenPipeError, ConnectionResetError):
-                return Probe("refused", "connection reset before the request was sent")
-            while b"\r\n" not in data and len(data) < 4096:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-    except ConnectionResetError:
-        if data.startswith(b"HTTP/"):
-            return Probe("accepted", _status_line(data))
-        return Probe("refused", "connection reset" + (f" after {len(data)} non-HTTP bytes" if data else ""))
-    if data.startswith(b"HTTP/"):
-        return Probe("accepted", _status_line(data))
-    if not data:
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    request = f"GET / HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n\r\n"
+    ex = _exchange(host, port, timeout, request.encode(), lambda d: b"\r\n" in d or len(d) >= 4096)
+    if ex is None:
+        return REFUSED
+    if ex.ended == "reset before sending":
+        return Probe("refused", "connection reset before the request was sent")
+    if ex.data.startswith(b"HTTP/"):
+        return Probe("accepted", _status_line(ex.data))
+    if ex.ended == "reset":
+        return Probe("refused", "connection reset" + (f" after {len(ex.data)} non-HTTP bytes" if ex.data else ""))
+    if not ex.data:
         return Probe("refused", "connection closed without a response")
-    return Probe("refused", f"connection closed after {len(data)} non-HTTP bytes")
+    return Probe("refused", f"connection closed after {len(ex.data)} non-HTTP bytes")
 
 
 # The client connection preface of HTTP/2 (RFC 9113 section 3.4) and an empty SETTINGS frame: what a
@@ -639,25 +666,15 @@ def probe_h2c(host: str, port: int, timeout: float) -> Probe:
     """Plain-text HTTP/2, as a gRPC client sends it. Accepted: the server's first frame is SETTINGS
     (type 4, RFC 9113 section 3.4: it must send one first). Refused: refused, closed or reset first
     (a strict sidecar's TLS handshake fails on these bytes), or any other answer."""
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except ConnectionRefusedError:
-        return Probe("refused", "connection refused")
-    data = b""
-    try:
-        with sock:
-            sock.sendall(H2_PREFACE)
-            while len(data) < 9:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-    except (BrokenPipeError, ConnectionResetError):
-        return Probe("refused", "connection reset" + (f" after {len(data)} bytes" if data else ""))
-    if len(data) >= 9 and data[3] == 4:
+    ex = _exchange(host, port, timeout, H2_PREFACE, lambda d: len(d) >= 9)
+    if ex is None:
+        return REFUSED
+    if ex.ended.startswith("reset"):
+        return Probe("refused", "connection reset" + (f" after {len(ex.data)} bytes" if ex.data else ""))
+    if len(ex.data) >= 9 and ex.data[3] == 4:
         return Probe("accepted", "HTTP/2 SETTINGS")
     return Probe(
-        "refused", f"connection closed after {len(data)} bytes" if data else "connection closed without a frame"
+        "refused", f"connection closed after {len(ex.data)} bytes" if ex.data else "connection closed without a frame"
     )
 
 
@@ -667,10 +684,6 @@ def probe_tls(host: str, port: int, timeout: float) -> Probe:
     agent/xds/listeners.go makeInboundListener), so it answers with a TLS record (handshake or alert);
     a permissive one passes the bytes to the app (makePermissiveFilterChain), which does not. Refused:
     a TLS answer. Accepted: anything else (the app's own answer, a close, or silence)."""
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except ConnectionRefusedError:
-        return Probe("refused", "connection refused")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -678,19 +691,14 @@ def probe_tls(host: str, port: int, timeout: float) -> Probe:
     tls = context.wrap_bio(incoming, outgoing)
     with contextlib.suppress(ssl.SSLWantReadError):
         tls.do_handshake()
-    data = b""
-    try:
-        with sock:
-            sock.sendall(outgoing.read())
-            while len(data) < 5:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-    except TimeoutError:
+    ex = _exchange(host, port, timeout, outgoing.read(), lambda d: len(d) >= 5, silence=True)
+    if ex is None:
+        return REFUSED
+    if ex.ended == "silent":
         return Probe("accepted", "no TLS answer (the app kept the connection open)")
-    except (BrokenPipeError, ConnectionResetError):
+    if ex.ended.startswith("reset"):
         return Probe("accepted", "connection reset without a TLS answer")
+    data = ex.data
     if len(data) >= 2 and data[0] in (0x15, 0x16) and data[1] == 0x03:
         return Probe("refused", "a TLS server answered (the sidecar's mTLS)")
     return Probe("accepted", f"{len(data)} bytes that are not TLS" if data else "connection closed without TLS")
