@@ -35,12 +35,12 @@ SDKS = ("pulumi", "pulumi_aws", "pulumi_eks", "pulumi_kubernetes", "pydantic")
 
 
 def adopted_fleet_of_200() -> list[dict[str, Any]]:
-    """The benchmark's 200-service graph (devtools/bench.py), as teams' own Deployments: 40 in the mesh
+    """The benchmark's 200-service graph (devtools/fleets.py), as teams' own Deployments: 40 in the mesh
     from the start call 80 migrating ones, which call 79 more; 20 team namespaces."""
-    from devtools.bench import fleet_of_200
+    from devtools.fleets import fleet_of
 
     out = []
-    for s in fleet_of_200():
+    for s in fleet_of(200):
         entry = {**s, "workload": {"kind": "Deployment", "name": s["name"]}, "port": 80}
         out.append(entry)
     return out
@@ -74,7 +74,7 @@ def cluster(services: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def config() -> dict[str, Any]:
-    from devtools.bench import FLEET_NODES
+    from devtools.fleets import FLEET_NODES
 
     return {
         "phase": PHASE,

@@ -7,7 +7,7 @@ permissive -> strict, where the postcheck probes every pod and sends its request
 and the precheck reads every sidecar log of the window (kubelet's probes every 5 s, the mesh callers'
 calls), the sidecars' statistics and the callers' addresses.
 
-Then the same precheck for a fleet of `--fleet` services (devtools/bench.py fleet_of), at the planner's
+Then the same precheck for a fleet of `--fleet` services (devtools/fleets.py fleet_of), at the planner's
 wave that makes the most services refuse plain text.
 
 It prints the median seconds of each, then the worst case the default timeouts allow (each check
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools import stubs
-from devtools.bench import fleet_of
+from devtools.fleets import fleet_of
 from meshcheck import mesh_check
 from migration.phases import PERMISSIVE, Phase, refuses_plain_text
 from migration.plan import plan

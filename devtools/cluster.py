@@ -565,7 +565,7 @@ def _uid(kind: str, namespace: str, name: str) -> str:
 
 
 def fleet_of(services: int = 200, per_call: int = 3) -> Recorded:
-    """A cluster mid-way into the migration, by the shape of devtools/bench.py's 200-service fleet:
+    """A cluster mid-way into the migration, by the shape of devtools/fleets.py's 200-service fleet:
     `gw` and 40 front services in the mesh (gw calls them over mTLS); they call 80 back-end
     services through service DNS (pod IPs, through `original-destination`), of which the first 10
     are injected already and permissive; those call the 79 leaf services (one a StatefulSet). Three

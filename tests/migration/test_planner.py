@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devtools.bench import FLEET
+from devtools.fleets import FLEET
 from migration.fleet import Fleet, Service, check_graph
 from migration.phases import Phase
 from migration.plan import plan
