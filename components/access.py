@@ -29,10 +29,11 @@ _CLUSTER_POLICY = {"admin": "AmazonEKSClusterAdminPolicy", "deploy": "AmazonEKSC
 _NAMESPACE_POLICY = {"admin": "AmazonEKSAdminPolicy", "deploy": "AmazonEKSEditPolicy", "preview": "AmazonEKSViewPolicy"}
 
 # (API group, resources): every kind the program creates, patches or reads, on any platform.
-# tests/program/test_access.py holds this against every resource the program renders.
+# tests/program/test_access.py holds this against every resource the program renders or reads: the
+# default stacks, a team's own workloads and destinations outside the mesh.
 PREVIEW_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("", ("configmaps", "namespaces", "serviceaccounts", "services")),
-    ("apps", ("deployments",)),
+    ("apps", ("deployments", "statefulsets")),  # statefulsets: a team's own, read and patched
     ("batch", ("jobs", "cronjobs")),
     ("policy", ("poddisruptionbudgets",)),
     ("rbac.authorization.k8s.io", ("clusterroles", "clusterrolebindings", "roles", "rolebindings")),
@@ -40,7 +41,15 @@ PREVIEW_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("storage.k8s.io", ("storageclasses",)),
     (
         "consul.hashicorp.com",
-        ("meshes", "proxydefaults", "servicedefaults", "serviceintentions", "routetimeoutfilters"),
+        (
+            "meshes",
+            "proxydefaults",
+            "servicedefaults",
+            "serviceintentions",
+            "routetimeoutfilters",
+            "registrations",  # the destinations outside the mesh
+            "terminatinggateways",
+        ),
     ),
     ("gateway.networking.k8s.io", ("gateways", "httproutes")),
 )

@@ -206,6 +206,23 @@ def test_preview_reads_every_kind_the_program_manages_and_never_a_secret(program
         assert verbs == {"get", "list", "watch"}
 
 
+def test_preview_reads_what_a_teams_own_workloads_and_the_destinations_outside_the_mesh_add(program):
+    """A preview reads each adopted workload, a StatefulSet too (components/adoption.py `_read`), and drift
+    refreshes the destinations' Registration and TerminatingGateway: a kind missing here makes the
+    preview of such a stack fail Forbidden at its first read."""
+    from tests.program.test_adoption import render as adopted
+    from tests.program.test_destinations import SERVICES
+
+    runs = [adopted("permissive"), program({"services": SERVICES, "phase": "hardened"}, deployed={"phase": "virtual"})]
+    for run in runs:
+        assert run.error is None, run.error
+    kinds = {kind_of(r.type) for run in runs for r in run.resources if r.type.startswith("kubernetes:")}
+    kinds |= {kind_of(t) for run in runs for t, _ in run.reads if t.startswith("kubernetes:")}
+    readable = {(group, resource) for group, resources in PREVIEW_RULES for resource in resources}
+    assert {("apps", "statefulsets"), ("consul.hashicorp.com", "registrations")} <= kinds
+    assert kinds - readable <= {("", "secrets"), ("helm.sh", "releases")}
+
+
 def kind_of(type_: str) -> tuple[str, str]:
     """kubernetes:<group>/<version>:<Kind> -> (API group, resource), the plural as the API server names it
     (a <Kind>Patch is a server-side patch of <Kind>)."""
