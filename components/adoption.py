@@ -5,7 +5,8 @@ through one server-side-apply patch each (what the patch holds and why: migratio
     lives                               what they hold, as the model's plain data; program/gate.py
                                         refuses on it before any migration object changes
     patches()                           DeploymentPatch | StatefulSetPatch `<name>-<service>`, field
-                                        manager `consul-mesh-migration`, never forced
+                                        manager `consul-mesh-migration`, never forced; and ServicePatch
+                                        `<name>-<service>-catalog-sync` on the team's Service
 
 pulumi-kubernetes (4.34.2; provider/pkg/await/await.go `Creation`/`ssaUpdate`) sends a patch's inputs
 as a server-side apply with the `pulumi.com/patchFieldManager` name, and awaits the workload's own
@@ -13,6 +14,11 @@ rollout (the awaiter is picked by the object's kind: apps/v1 Deployment or State
 patch (`ssa.Relinquish`) gives its fields back and awaits nothing, so the program never deletes one to
 step back: every phase keeps the patch and drops the fields it no longer needs. One patch per workload,
 its URN never changing: two resources sharing one field manager would take each other's fields.
+
+The Service's patch says `consul.hashicorp.com/service-sync: "false"` while catalog sync must leave the
+service alone (migration/workloads.py `catalog_synced`: from the phase whose pods are all in the mesh),
+and nothing in the phases before it, so server-side apply removes the annotation again at a step back
+and catalog sync registers the pods outside the mesh once more.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import pulumi_kubernetes as k8s
 from migration import adoption as model
 from migration.fleet import Fleet, Service
 from migration.phases import Phase
+from migration.workloads import catalog_synced
 
 from .annotations import (
     EXCLUDE_INBOUND_PORTS,
@@ -34,6 +41,7 @@ from .annotations import (
     OVERWRITE_PROBES,
     PATCH_FIELD_MANAGER,
     SERVICE_PORT,
+    SERVICE_SYNC,
     TPROXY_EXCLUDE_OUTBOUND_CIDRS,
     TRANSPARENT_PROXY,
 )
@@ -236,6 +244,7 @@ class AdoptedWorkloads(pulumi.ComponentResource):
     namespaces: dict[str, k8s.core.v1.Namespace]  # the adopted services' namespaces, read (never created)
     lives: pulumi.Output[dict[str, model.Live]]  # by service; a service missing was not read (offline)
     patches_by_service: dict[str, k8s.apps.v1.DeploymentPatch | k8s.apps.v1.StatefulSetPatch]
+    catalog_sync: dict[str, k8s.core.v1.ServicePatch]  # by service: its Service's one annotation
 
     def __init__(self, name: str, args: AdoptedWorkloadsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # The type token is state identity (in every URN below it), not a module path: it never changes.
@@ -245,6 +254,7 @@ class AdoptedWorkloads(pulumi.ComponentResource):
         self.namespaces = {r.service.namespace: r.namespace for r in self._reads.values()}
         self.lives = self._live()
         self.patches_by_service = {}
+        self.catalog_sync = {}
 
     def _read(self) -> dict[str, _Reads]:
         """What runs: read at preview and at up (a `get` changes nothing; a missing object fails the
@@ -312,8 +322,18 @@ class AdoptedWorkloads(pulumi.ComponentResource):
                 self.patches_by_service[name] = k8s.apps.v1.StatefulSetPatch(
                     resource, metadata=metadata, spec=body.apply(stateful_set_spec), opts=opts
                 )
+            sync = {} if catalog_synced(s, phase) else {SERVICE_SYNC: "false"}
+            self.catalog_sync[name] = k8s.core.v1.ServicePatch(
+                f"{resource}-catalog-sync",
+                metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+                    name=s.name,  # the Service read as the service's (`_read`)
+                    namespace=s.namespace,
+                    annotations={PATCH_FIELD_MANAGER: model.FIELD_MANAGER, **sync},
+                ),
+                opts=opts,
+            )
         self.register_outputs({})
-        return list(self.patches_by_service.values())
+        return [*self.patches_by_service.values(), *self.catalog_sync.values()]
 
     def _patch(self, s: Service, phase: Phase, live: model.Live | None) -> model.Patch:
         if live is None:
