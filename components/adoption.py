@@ -15,10 +15,10 @@ patch (`ssa.Relinquish`) gives its fields back and awaits nothing, so the progra
 step back: every phase keeps the patch and drops the fields it no longer needs. One patch per workload,
 its URN never changing: two resources sharing one field manager would take each other's fields.
 
-The Service's patch says `consul.hashicorp.com/service-sync: "false"` while catalog sync must leave the
-service alone (migration/workloads.py `catalog_synced`: from the phase whose pods are all in the mesh),
-and nothing in the phases before it, so server-side apply removes the annotation again at a step back
-and catalog sync registers the pods outside the mesh once more.
+The Service's patch says `consul.hashicorp.com/service-sync` "true" while the service has pods outside
+the mesh and "false" from the phase whose pods are all in it (migration/workloads.py `catalog_synced`);
+catalog sync registers only Services that say "true" (components/consul_values.py), so a step back to
+permissive registers the pods outside the mesh once more.
 """
 
 from __future__ import annotations
@@ -139,11 +139,15 @@ def read_service(metadata: Mapping[str, Any] | None, spec: Mapping[str, Any] | N
         for p in spec.get("ports") or []
     )
     labels = metadata.get("labels") or {}
+    sync = (metadata.get("annotations") or {}).get(SERVICE_SYNC)
+    managed = list(metadata.get("managed_fields") or [])
     return model.LiveService(
         str(metadata.get("name") or ""),
         dict(spec.get("selector") or {}),
         ports,
         ignored=str(labels.get(SERVICE_IGNORE, "")).lower() == "true",
+        sync=None if sync is None else str(sync),
+        sync_owners=tuple(model.owners(managed, ("metadata", "annotations", SERVICE_SYNC))),
     )
 
 
@@ -322,7 +326,7 @@ class AdoptedWorkloads(pulumi.ComponentResource):
                 self.patches_by_service[name] = k8s.apps.v1.StatefulSetPatch(
                     resource, metadata=metadata, spec=body.apply(stateful_set_spec), opts=opts
                 )
-            sync = {} if catalog_synced(s, phase) else {SERVICE_SYNC: "false"}
+            sync = {SERVICE_SYNC: "true" if catalog_synced(s, phase) else "false"}
             self.catalog_sync[name] = k8s.core.v1.ServicePatch(
                 f"{resource}-catalog-sync",
                 metadata=k8s.meta.v1.ObjectMetaPatchArgs(

@@ -245,6 +245,7 @@ class SyncCatalog(_Values):
     k8s_allow_namespaces: list[str] = Field(serialization_alias="k8sAllowNamespaces")
     k8s_deny_namespaces: list[str] = Field(serialization_alias="k8sDenyNamespaces")
     add_k8s_namespace_suffix: bool = Field(serialization_alias="addK8SNamespaceSuffix")
+    default: bool  # a Service without consul.hashicorp.com/service-sync: synced or not (-k8s-default-sync)
     consul_write_interval: str  # a Go duration; the chart's -consul-write-interval flag
 
 
@@ -494,6 +495,11 @@ def chart_values(s: ConsulSettings) -> ConsulValues:
             k8s_allow_namespaces=sorted(set(s.sync_namespaces)),
             k8s_deny_namespaces=SYNC_DENIED_NAMESPACES,
             add_k8s_namespace_suffix=False,
+            # Only a Service that says service-sync "true" (the fleet's, while it has pods outside the
+            # mesh) is registered, so a team's other Services in the same namespaces stay out of Consul,
+            # whose catalog may be the team's own (consul-k8s v2.0.3 catalog/to-consul/resource.go
+            # shouldSync: no annotation -> the default).
+            default=False,
             # Catalog sync writes to Consul only this often, so a deleted legacy version stays in
             # <name>.service.consul until the next write (migration/drain.py sizes preStop from it).
             consul_write_interval=f"{CATALOG_WRITE_INTERVAL_S}s",

@@ -145,11 +145,10 @@ class DemoServices(pulumi.ComponentResource):
             child = pulumi.ResourceOptions(parent=self, depends_on=gate.verdict(ns))
             accounts[s.name] = k8s.core.v1.ServiceAccount(f"{name}-{s.name}-account", metadata=meta, opts=child)
             # One Service for every version: in permissive both api-v1 and api-v2 serve behind `api`.
-            service_meta = meta
-            if not catalog_synced(s, args.target[s.name]):
-                service_meta = k8s.meta.v1.ObjectMetaArgs(
-                    name=s.name, namespace=s.namespace, labels={"app": s.name}, annotations={SERVICE_SYNC: "false"}
-                )
+            synced = "true" if catalog_synced(s, args.target[s.name]) else "false"
+            service_meta = k8s.meta.v1.ObjectMetaArgs(
+                name=s.name, namespace=s.namespace, labels={"app": s.name}, annotations={SERVICE_SYNC: synced}
+            )
             self.services[s.name] = k8s.core.v1.Service(
                 f"{name}-{s.name}-service",
                 metadata=service_meta,

@@ -234,12 +234,15 @@ def service(
     *,
     selector: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
     manager: str = "helm",
 ) -> dict[str, Any]:
     spec = {"selector": dict(selector or {"app": name}), "ports": [dict(p) for p in ports]}
     metadata: dict[str, Any] = {"name": name, "namespace": namespace}
     if labels:
         metadata["labels"] = dict(labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
     out = _stored("Service", "v1", {"metadata": metadata, "spec": spec}, manager, "Update")
     stored = copy.deepcopy(spec)
     for p in stored["ports"]:

@@ -23,6 +23,9 @@ its own manifest and gets only the address variables):
     discovery      nothing on the pod template (no roll); maxUnavailable 0 where nobody else sets it
     permissive+    the injection annotations and the drain (a rolling update adds the sidecar)
     virtual+       the caller's address variables, when the config names them (a roll)
+
+and on its Service, one annotation: `consul.hashicorp.com/service-sync`, "true" while the service has
+pods outside the mesh and "false" after (migration/workloads.py `catalog_synced`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from . import drain
 from .fleet import Fleet, Problem, Service
 from .phases import Phase, Phases, versions
 from .sidecar import SIDECAR_PORTS
+from .workloads import catalog_synced
 
 FIELD_MANAGER = "consul-mesh-migration"
 
@@ -126,6 +130,8 @@ class LiveService:
     selector: Mapping[str, str]
     ports: tuple[ServicePort, ...]
     ignored: bool = False  # labelled service-ignore: the endpoints controller never registers it
+    sync: str | None = None  # its consul.hashicorp.com/service-sync annotation
+    sync_owners: tuple[str, ...] = ()  # the field managers of that annotation
 
 
 @dataclass(frozen=True)
@@ -369,7 +375,23 @@ def live_problems(
     out += _rollout_problems(service, w)
     out += _address_problems(fleet, service, running, live)
     out += _direct_problems(service, running, w, direct)
+    out += _sync_problems(service, running, w.namespace, svc)
     return [Problem(service.name, line, "workload") for line in out]
+
+
+def _sync_problems(service: Service, running: Sequence[Phase], namespace: str, svc: LiveService) -> list[str]:
+    """A service-sync value of the team's own that differs from what this `up` applies (`running[0]`, the
+    target phase: migration/step.py Step.running) would conflict with the program's patch of the Service
+    (server-side apply, never forced)."""
+    theirs = [m for m in svc.sync_owners if m != FIELD_MANAGER]
+    wanted = "true" if catalog_synced(service, running[0]) else "false"
+    if not theirs or svc.sync == wanted:
+        return []
+    return [
+        f"Service {namespace}/{svc.name} sets service-sync {svc.sync!r} itself (managed by {', '.join(theirs)}); "
+        'the program sets it phase by phase ("true" while the service has pods outside the mesh, then "false"): '
+        "drop it from the manifest"
+    ]
 
 
 def _direct_problems(service: Service, running: Sequence[Phase], w: LiveWorkload, direct: Sequence[str]) -> list[str]:

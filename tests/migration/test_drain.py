@@ -71,9 +71,12 @@ def test_a_service_is_synced_into_the_catalog_only_while_it_runs_outside_the_mes
     included (control-plane/catalog/to-consul/resource.go, registerServiceInstance), and Consul's docs ask
     that it be enabled only for services that are not injected. api has a legacy version outside the mesh
     in discovery and permissive only; web never has one. `service-sync: "false"` makes catalog sync drop
-    what it registered (resource.go Upsert -> doDelete, shouldSync parses the annotation)."""
+    what it registered (resource.go Upsert -> doDelete, shouldSync parses the annotation); the chart's
+    default is off (syncCatalog.default false), so only a Service saying "true" is registered at all."""
     run = program({"phase": phase}, stack="local")
     services = {r.k8s_name: r for r in run.of_type("kubernetes:core/v1:Service")}
-    off = {"consul.hashicorp.com/service-sync": "false"}
-    assert (services["web"].inputs["metadata"].get("annotations") or {}) == off
-    assert (services["api"].inputs["metadata"].get("annotations") or {}) == ({} if api_synced else off)
+    sync = "consul.hashicorp.com/service-sync"
+    assert services["web"].inputs["metadata"]["annotations"] == {sync: "false"}
+    assert services["api"].inputs["metadata"]["annotations"] == {sync: "true" if api_synced else "false"}
+    (consul,) = [r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"].endswith("consul")]
+    assert consul.inputs["values"]["syncCatalog"]["default"] is False

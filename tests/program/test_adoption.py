@@ -231,14 +231,14 @@ def test_catalog_sync_leaves_a_service_once_all_its_pods_are_in_the_mesh_by_one_
     """consul-k8s v2.0.3 catalog sync registers every endpoint of a synced Service, mesh pods too
     (control-plane/catalog/to-consul/resource.go registerServiceInstance), which Consul's docs say not to
     do: the rule of migration/workloads.py catalog_synced, as for the demo's Services. web is injected by
-    its own chart (never synced); orders and stock from strict on. Before that the patch holds no
-    annotation, so server-side apply takes it away again at a step back."""
+    its own chart (never synced); orders and stock from strict on, "true" before: the chart syncs only a
+    Service that says so (syncCatalog.default false), which keeps the team's other Services out."""
     run = ok(render(phase))
     objects = team_cluster()
     unsynced = {"web"} | ({"orders", "stock"} if PHASE_NAMES.index(phase) >= PHASE_NAMES.index("strict") else set())
     for name in ("orders", "web", "stock"):
         patch = body(run, f"{name}-catalog-sync", "kubernetes:core/v1:ServicePatch")
-        sync = {"consul.hashicorp.com/service-sync": "false"} if name in unsynced else {}
+        sync = {"consul.hashicorp.com/service-sync": "false" if name in unsynced else "true"}
         assert patch["metadata"] == {"name": name, "namespace": "shop", "annotations": {**FIELD_MANAGER, **sync}}
         assert set(patch) == {"apiVersion", "kind", "metadata"}  # no spec: nothing but the annotation
         before = objects[f"kubernetes:core/v1:Service|shop/{name}"]
@@ -488,6 +488,34 @@ def test_whatever_keeps_a_workload_out_of_the_mesh_is_refused_one_line_each_befo
 def test_a_field_manager_that_sets_the_same_value_shares_it_and_is_not_refused():
     """web's own chart sets connect-inject "true" and web is declared in the mesh from the start: fine."""
     ok(render("virtual"))
+
+
+@pytest.mark.parametrize(
+    ("value", "phase", "refused"),
+    [("false", "discovery", True), ("true", "strict", True), ("true", "discovery", False), ("false", "strict", False)],
+)
+def test_a_service_sync_of_the_teams_own_is_refused_where_it_differs_from_the_phases(value, phase, refused):
+    """Server-side apply refuses the program's patch of a field another manager holds with another
+    value (a conflict; the program never forces): said first, in one line. The same value is shared."""
+    objects = team_cluster()
+    key = "kubernetes:core/v1:Service|shop/orders"
+    objects[key] = live.service(
+        "orders",
+        "shop",
+        [{"name": "http", "port": 80, "targetPort": "http"}],
+        annotations={"consul.hashicorp.com/service-sync": value},
+    )
+    deployed = {"discovery": None, "strict": "permissive"}[phase]
+    run = render(phase, objects=objects, deployed=deployed)
+    if not refused:
+        ok(run)
+        return
+    assert run.error is not None
+    (line,) = [x for x in run.error.splitlines() if "service-sync" in x]
+    assert line.endswith(
+        f"Service shop/orders sets service-sync {value!r} itself (managed by helm); the program sets it phase by "
+        'phase ("true" while the service has pods outside the mesh, then "false"): drop it from the manifest'
+    )
 
 
 def test_a_missing_preStop_grace_leaves_the_drain_to_the_team():
