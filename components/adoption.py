@@ -18,7 +18,9 @@ its URN never changing: two resources sharing one field manager would take each 
 The Service's patch says `consul.hashicorp.com/service-sync` "true" while the service has pods outside
 the mesh and "false" from the phase whose pods are all in it (migration/workloads.py `catalog_synced`);
 catalog sync registers only Services that say "true" (components/consul_values.py), so a step back to
-permissive registers the pods outside the mesh once more.
+permissive registers the pods outside the mesh once more. pulumi-kubernetes awaits that patch as it
+awaits any Service (await/service.go: a Service with a selector waits for a ready endpoint), which the
+workload's own pods give it.
 """
 
 from __future__ import annotations
