@@ -477,8 +477,9 @@ class Loopback:
             elif behaviour == "alert":
                 writer.write(bytes([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]))  # TLS alert: protocol_version
             elif behaviour == "tls" and first[:2] == b"\x16\x03":
-                # A handshake record (type 22, legacy version TLS 1.2) opening the ServerHello; the rest of
-                # the handshake is not modelled: a plain-text probe reads only the record header.
+                # A handshake record opening the ServerHello (RFC 8446 section 5.1: content type 22 and
+                # legacy_record_version 0x0303 on every record but the first ClientHello; section 4: handshake
+                # type 2, server_hello); the rest is not modelled: the probe reads only the record header.
                 writer.write(bytes([0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]))
             elif behaviour == "h2c" and first.startswith(b"PRI * HTTP/2.0"):
                 writer.write(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # SETTINGS, no parameters, stream 0
@@ -944,10 +945,12 @@ def from_adopted(
     """The cluster a step of a team's own workloads meets, once the step's objects are in place: each
     workload as the API server holds it after the step's patch (devtools/workloads.applied: a
     server-side apply merge into the live object of `objects`, what `run_program(cluster=...)` read), its
-    pods behind the team's own Service, injected where its pod template says so (consul-k8s registers
-    the Service's target port: migration/adoption.py target_port), accepting plain text where its
-    ServiceDefaults is permissive, its app speaking the ServiceDefaults' protocol; and every caller the
-    rendered ServiceIntentions allow sending `traffic(caller, upstream)` (default: steady, all answered).
+    pods behind the team's own Service, injected where its pod template says so (consul-k8s v2.0.3 registers
+    the port its connect-service-port annotation names, common.PortValue: by name, else by number; the
+    Service's targetPort without one),
+    accepting plain text where its ServiceDefaults is permissive, its app speaking the ServiceDefaults'
+    protocol; and every caller the rendered ServiceIntentions allow sending `traffic(caller, upstream)`
+    (default: steady, all answered).
     The rendered demo objects, config entries and the checks' RBAC come from `from_rendered`."""
     from devtools.workloads import applied
 
@@ -981,7 +984,8 @@ def from_adopted(
         service = svc["metadata"]["name"]
         target = svc["spec"]["ports"][0].get("targetPort") or svc["spec"]["ports"][0]["port"]
         ports = [p for c in template["spec"]["containers"] for p in c.get("ports") or []]
-        port = next(p for p in ports if p.get("name") == target or p["containerPort"] == target)
+        named = annotations.get("consul.hashicorp.com/connect-service-port", target)
+        port = next(p for p in ports if p.get("name") == named or str(p["containerPort"]) == str(named))
         spec = entries.get((ns, service), {})
         cluster.services.append(
             FakeService(service, ns, dict(svc["spec"]["selector"]), int(port["containerPort"]), port.get("name", ""))

@@ -43,7 +43,7 @@ def postcheck(
     kubernetes: mesh_check.Kubernetes = IN_CLUSTER,
     destinations: Mapping[str, str | None] | None = None,
     upstreams: Sequence[mesh_check.Upstream] = (),
-    answers: str = "fake-service",
+    answers: Literal["fake-service", "any"] = "fake-service",
 ) -> mesh_check.Postcheck:
     """The postcheck of these services; through the gateway when `exposed` names its service.
 
@@ -59,9 +59,8 @@ def postcheck(
         if exposed not in reached or unknown:
             raise ValueError(f"the gateway meets {list(reached)}: expected {exposed!r} among them and only services")
         hosts = {host: name for name, host in outside.items() if host is not None and name in reached} or None
-        kind: Literal["fake-service", "any"] = "any" if answers == "any" else "fake-service"
         gateway = mesh_check.Gateway(
-            gateway_url, exposed, tuple(reached), verify.requests, verify.tolerance, hosts, kind
+            gateway_url, exposed, tuple(reached), verify.requests, verify.tolerance, hosts, answers
         )
     return mesh_check.Postcheck(tuple(services), gateway, kubernetes, verify.post, tuple(upstreams), verify.traffic)
 
